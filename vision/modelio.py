@@ -44,11 +44,12 @@ class TimmClassifier(nn.Module):
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(directory / "model.safetensors"))
 
 
-def build_model(model_cfg: dict[str, Any], classes: ClassSet, metadata: dict[str, Any]) -> nn.Module:
+def build_model(model_cfg: dict[str, Any], classes: ClassSet, metadata: dict[str, Any], image_size: int = 224) -> nn.Module:
     """A freshly initialised model for `classes` from the `model:` section of a training config.
 
-    `arch: seqpar` (default) passes the remaining keys to `vision.SeqParConfig`; a `hierarchy` tree's
-    leaves are output positions. `arch: timm` builds `timm.create_model(name)` as a baseline.
+    `arch: seqpar` (default) passes the remaining keys to `vision.SeqParConfig`, or to a named
+    `vision.presets` variant with `preset:`; `hierarchy` (or `hierarchy_file`) leaves are output
+    positions. `arch: timm` builds `timm.create_model(name)` as a baseline.
     """
     cfg = dict(model_cfg)
     arch = cfg.pop("arch", "seqpar")
@@ -62,7 +63,8 @@ def build_model(model_cfg: dict[str, Any], classes: ClassSet, metadata: dict[str
         return model
     if arch != "seqpar":
         raise ValueError(f"model.arch must be 'seqpar' or 'timm', got {arch!r}")
-    from vision import SeqParConfig, build_seqpar
+    from vision import Hierarchy, SeqParConfig, build_seqpar
+    from vision.presets import preset
 
     for key in ("num_classes", "class_ids", "class_names"):
         if key in cfg:
@@ -70,8 +72,18 @@ def build_model(model_cfg: dict[str, Any], classes: ClassSet, metadata: dict[str
     for key in ("branch_channels", "branch_depth", "branch_stride", "branch_hidden"):
         if isinstance(cfg.get(key), list):
             cfg[key] = tuple(cfg[key])
-    seqpar_cfg = SeqParConfig(num_classes=len(classes.class_ids), class_ids=tuple(classes.class_ids),
-                              class_names=tuple(classes.class_names), metadata={**cfg.pop("metadata", {}), **metadata}, **cfg)
+    if "hierarchy_file" in cfg:
+        if "hierarchy" in cfg:
+            raise ValueError("give model.hierarchy or model.hierarchy_file, not both")
+        cfg["hierarchy"] = Hierarchy.load(cfg.pop("hierarchy_file"), len(classes.class_ids)).tree
+    cfg.setdefault("image_size", image_size)
+    common = dict(num_classes=len(classes.class_ids), class_ids=tuple(classes.class_ids),
+                  class_names=tuple(classes.class_names), metadata={**cfg.pop("metadata", {}), **metadata})
+    name = cfg.pop("preset", None)
+    seqpar_cfg = preset(name, **common, **cfg) if name else SeqParConfig(**common, **cfg)
+    if seqpar_cfg.freeze_trunk and not weights:
+        raise ValueError("model.freeze_trunk needs model.weights (pretrained trunk weights); "
+                         "a frozen random trunk would train the branches on noise")
     model = build_seqpar(seqpar_cfg)
     if weights:
         _load_matching(model.trunk.body, weights, "SeqPar trunk")

@@ -136,10 +136,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     """Read a YAML config and apply `section.key=value` overrides (values parsed as YAML)."""
     raw: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _read_yaml_with_base(Path(path))
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ValueError(f"override {item!r} must look like section.key=value (e.g. optim.lr=0.05)")
@@ -152,6 +149,28 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
                 raise ValueError(f"override {item!r}: {part} is not a mapping")
         node[leaf] = yaml.safe_load(value)
     return TrainConfig.from_dict(raw)
+
+
+def _read_yaml_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML config; a top-level `base: other.yaml` (relative to this file) is read first and deep-merged."""
+    if path.resolve() in seen:
+        raise ValueError(f"config {path} includes itself through 'base'")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return _deep_merge(_read_yaml_with_base(path.parent / base, seen + (path.resolve(),)), raw)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 # --------------------------------------------------------------------------- distributed helpers
@@ -364,7 +383,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
     total_steps = steps_per_epoch * cfg.optim.epochs
 
     torch.manual_seed(cfg.run.seed)
-    model = build_model(cfg.model, classes, {"dataset": classes.to_dict(), "train_config": cfg.to_dict()})
+    model = build_model(cfg.model, classes, {"dataset": classes.to_dict(), "train_config": cfg.to_dict()},
+                        image_size=cfg.data.input_size)
     model.to(device)
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last)
