@@ -245,12 +245,15 @@ def evaluate_subset(model, ds, name, positions, *, full_logits, targets, device,
                   gmacs_reduction_pct=100.0 * (cut_gmacs - full_gmacs) / full_gmacs,
                   cutout_max_logit_diff=(restricted - sub_logits).abs().max().item())
     if baseline is not None:
-        base_ids, _ = model_classes(baseline)
-        if sorted(base_ids) != sorted(class_ids):
-            raise ValueError(f"baseline for subset {name!r} has classes {base_ids}, expected {class_ids}")
-        bcol = {cid: j for j, cid in enumerate(base_ids)}
+        # matched by class name: a subset-trained model's ids are positions unless its folders are wnids
+        _, names = model_classes(model)
+        _, base_names = model_classes(baseline)
+        if sorted(base_names) != sorted(names[p] for p in positions):
+            raise ValueError(f"baseline for subset {name!r} has classes {base_names}, "
+                             f"expected {[names[p] for p in positions]}")
+        bcol = {n: j for j, n in enumerate(base_names)}
         b_logits, _ = predict(baseline, _loader(ds, indices, batch_size, workers), device)
-        b_targets = torch.tensor([bcol[ids[t]] for t in targets[keep].tolist()])
+        b_targets = torch.tensor([bcol[names[t]] for t in targets[keep].tolist()])
         b_params, b_gmacs = _cost(baseline, input_size)
         result.update(baseline_top1=accuracy(b_logits, b_targets).top1, baseline_params=b_params, baseline_gmacs=b_gmacs)
     return SubsetResult(**result)
