@@ -66,7 +66,7 @@ def test_report_accuracy_cutouts_gains_and_files(setup, tmp_path):
 
 
 def test_baseline_models_and_cli(setup, tmp_path):
-    baseline = TimmClassifier("resnet18", [0, 1, 2, 3, 4], FOLDERS[:5])
+    baseline = TimmClassifier("test_resnet", [0, 1, 2, 3, 4], FOLDERS[:5])
     baseline.save_pretrained(tmp_path / "base")
     args = get_args_parser().parse_args(["--model", str(setup / "model"), "--data", str(setup / "data"),
                                          "--subsets", "lower:0-4", "--baseline", f"lower={tmp_path / 'base'}",
@@ -81,8 +81,8 @@ def test_baseline_models_and_cli(setup, tmp_path):
         main(wrong)
     with pytest.raises(ValueError, match="class folders .* that the model does not know: 5_triangle"):
         evaluate(tmp_path / "base", setup / "data", workers=0)
-    TimmClassifier("resnet18", list(range(10)), FOLDERS).save_pretrained(tmp_path / "full")
-    with pytest.raises(ValueError, match="cutout evaluation needs a SeqPar model; resnet18 is a plain timm baseline"):
+    TimmClassifier("test_resnet", list(range(10)), FOLDERS).save_pretrained(tmp_path / "full")
+    with pytest.raises(ValueError, match="cutout evaluation needs a SeqPar model; test_resnet is a plain timm baseline"):
         evaluate(tmp_path / "full", setup / "data", subsets=["lower:0-1"], workers=0)
 
 
@@ -103,7 +103,7 @@ def test_bad_inputs_fail_clearly(setup, tmp_path):
 def test_wnid_folders_match_imagenet_class_ids(tmp_path):
     """A model with ImageNet class ids evaluates wnid folders by id, whatever subset it has."""
     cs = class_set(["n01440764", "n02123045"])
-    model = TimmClassifier("resnet18", list(cs.class_ids), list(cs.class_names))
+    model = TimmClassifier("test_resnet", list(cs.class_ids), list(cs.class_names))
     model.save_pretrained(tmp_path / "m")
     from PIL import Image
 

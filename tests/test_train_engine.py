@@ -118,7 +118,7 @@ def test_dry_run_writes_nothing_and_bad_inputs_fail_clearly(synthetic, tmp_path)
 def test_class_filter_trains_a_subset_model(synthetic, tmp_path):
     torch.set_num_threads(1)
     raw = tiny_raw(synthetic, tmp_path / "sub", data={"classes": "5-9", "batch_size": 4}, optim={"epochs": 1})
-    raw["model"] = {"arch": "timm", "name": "resnet18"}
+    raw["model"] = {"arch": "timm", "name": "test_resnet"}
     result = train(TrainConfig.from_dict(raw), progress=False)
     assert result.classes["class_ids"] == [0, 1, 2, 3, 4]  # non-wnid folders: positions within the subset
     assert result.classes["folders"][0] == "5_triangle_yellow_dots" and result.global_step == 5
