@@ -91,24 +91,6 @@ def select_classes(folders: Sequence[str], classes: Sequence[int | str] | None) 
     return sorted(chosen)
 
 
-def parse_ranges(spec: str) -> list[int]:
-    """Parse '0-4,7,9' into [0, 1, 2, 3, 4, 7, 9]."""
-    out: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ValueError(f"bad class range {spec!r}: expected comma-separated integers or ranges like '0-4,7'") from None
-    return out
-
-
 class ImageFolderDataset(torch.utils.data.Dataset):
     """An ImageFolder split whose samples are `(image, target, n_unreadable_skipped)`.
 

@@ -25,7 +25,8 @@ import torch
 import yaml
 from torch import nn
 
-from vision.data import ClassSet, ImageFolderDataset, build_transforms, class_set, collate, parse_ranges
+from vision.cost import parse_classes
+from vision.data import ClassSet, ImageFolderDataset, build_transforms, class_set, collate
 from vision.modelio import TimmClassifier, load_model, model_classes, model_metadata
 
 
@@ -149,7 +150,7 @@ def resolve_subsets(specs: Sequence[str], subsets_file: str | None, num_classes:
         raw.update(loaded)
     out = {}
     for name, value in raw.items():
-        items = parse_ranges(value) if isinstance(value, str) else value
+        items = parse_classes(value) if isinstance(value, str) else value
         if not isinstance(items, list) or not items:
             raise ValueError(f"subset {name!r} must be a non-empty list or range string, got {value!r}")
         positions = []

@@ -36,8 +36,8 @@ from torch import nn
 from tqdm import tqdm
 
 from vision.checkpoint import load_checkpoint, save_checkpoint
-from vision.data import (ClassSet, EpochSampler, ImageFolderDataset, build_transforms, collate, load_splits,
-                         parse_ranges)
+from vision.cost import parse_classes
+from vision.data import ClassSet, EpochSampler, ImageFolderDataset, build_transforms, collate, load_splits
 from vision.modelio import build_model, export_model
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -368,7 +368,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
 
     classes_spec = cfg.data.classes
     if isinstance(classes_spec, str):
-        classes_spec = parse_ranges(classes_spec)
+        classes_spec = parse_classes(classes_spec)
     classes: ClassSet = load_splits(cfg.data.root, train_dir=cfg.data.train_dir, val_dir=cfg.data.val_dir,
                                     classes=classes_spec)
     train_ds = ImageFolderDataset(Path(cfg.data.root) / cfg.data.train_dir, classes,
