@@ -31,12 +31,12 @@ from vision.train import TrainConfig, train  # noqa: E402
 
 def _config(root: Path, out: Path, model: dict, args) -> TrainConfig:
     return TrainConfig.from_dict({
-        "data": {"root": str(root), "input_size": 224, "batch_size": args.batch_size, "workers": args.workers,
+        "data": {"root": str(root), "input_size": args.size, "batch_size": args.batch_size, "workers": args.workers,
                  "augment": {"auto_augment": "rand-m9-mstd0.5", "interpolation": "bicubic"}},
         "model": model,
         "optim": {"optimizer": "sgd", "lr": 0.2, "epochs": args.epochs, "warmup_epochs": 0.5, "weight_decay": 5e-5},
         "run": {"output_dir": str(out), "amp": args.amp, "channels_last": True, "compile": args.compile,
-                "device": "cuda", "log_every_steps": 10},
+                "device": args.device, "log_every_steps": 10},
     })
 
 
@@ -44,42 +44,45 @@ def model_only_throughput(cfg: TrainConfig, classes, steps: int, device: torch.d
     """Images/s of forward + backward + SGD step on a resident random batch (median of 3 runs)."""
     model = build_model(cfg.model, classes, {}).to(device).to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(cfg.data.batch_size, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+    size = cfg.data.input_size
+    x = torch.randn(cfg.data.batch_size, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, len(classes.class_ids), (cfg.data.batch_size,), device=device)
-    dtype = torch.bfloat16 if cfg.run.amp in ("auto", "bf16") else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[cfg.run.amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def step():
-        with torch.autocast("cuda", dtype=dtype):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
 
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(5):
         step()
     rates = []
     for _ in range(3):
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
-        torch.cuda.synchronize()
+        sync()
         rates.append(steps * cfg.data.batch_size / (time.perf_counter() - t0))
     return statistics.median(rates)
 
 
 def main(args: argparse.Namespace) -> dict:
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_train_check needs a CUDA device")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_train_check needs a CUDA device (use --device cpu only for a functional check)")
     torch.backends.cudnn.benchmark = True
-    device = torch.device("cuda")
+    cuda = device.type == "cuda"
     out = Path(args.out)
-    data = out / "synthetic224"
+    data = out / f"synthetic{args.size}"
     t0 = time.perf_counter()
     if not (data / "synthetic.json").is_file():
-        generate(data, train_per_class=args.train_per_class, val_per_class=args.val_per_class, size=224,
+        generate(data, train_per_class=args.train_per_class, val_per_class=args.val_per_class, size=args.size,
                  processes=min(16, os.cpu_count() or 1))
     print(f"synthetic set: {time.perf_counter() - t0:.1f} s", flush=True)
     models = {
@@ -90,11 +93,12 @@ def main(args: argparse.Namespace) -> dict:
     for label, model_cfg in models.items():
         run_dir = out / label.split()[0].lower()
         cfg = _config(data, run_dir, model_cfg, args)
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         t1 = time.perf_counter()
         result = train(cfg, progress=False)
         wall = time.perf_counter() - t1
-        peak = torch.cuda.max_memory_allocated() / 2**30
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
         log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
         classes = load_splits(data)
         rows.append({"model": label, "params": sum(p.numel() for p in build_model(model_cfg, classes, {}).parameters()),
@@ -104,9 +108,10 @@ def main(args: argparse.Namespace) -> dict:
                      "model_dir": result.model_dir})
         print(json.dumps(rows[-1]), flush=True)
     report = evaluate(rows[0]["model_dir"], data, subsets=["lower:0-4", "upper:5-9"], gains=[1.0, 1.5, 2.0, 3.0],
-                      batch_size=args.batch_size, workers=args.workers, device="cuda", out=out / "eval_phl")
-    lines = [f"GPU: {torch.cuda.get_device_name()} | torch {torch.__version__} | amp {args.amp} | batch {args.batch_size} | "
-             f"{args.train_per_class * 10} train / {args.val_per_class * 10} val images, 224 px, {args.epochs} epochs", "",
+                      batch_size=args.batch_size, workers=args.workers, device=args.device, out=out / "eval_phl")
+    name = torch.cuda.get_device_name() if cuda else "CPU (functional check only)"
+    lines = [f"device: {name} | torch {torch.__version__} | amp {args.amp} | batch {args.batch_size} | "
+             f"{args.train_per_class * 10} train / {args.val_per_class * 10} val images, {args.size} px, {args.epochs} epochs", "",
              "| model | params | train img/s (epoch 2, end-to-end) | model-only img/s | peak GPU mem (GiB) | val top-1 | wall (s) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['model']} | {r['params']:,} | {r['train_img_s_epoch2']:.0f} | {r['model_only_img_s']:.0f} | "
@@ -132,6 +137,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", default="bf16", choices=["bf16", "fp16"])
     p.add_argument("--compile", action="store_true")
     p.add_argument("--bench-steps", type=int, default=20)
+    p.add_argument("--size", type=int, default=224, help="image side in pixels")
+    p.add_argument("--device", default="cuda", help="cuda (the check) or cpu (functional check of the script)")
     return p
 
 

@@ -318,8 +318,10 @@ def _to_device(images, targets, device, channels_last):
 
 
 def _loader(dataset, sampler, batch_size: int, workers: int, device: torch.device, drop_last: bool):
+    """Workers persist across epochs: the sampler (main process) carries the epoch into each index."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                       collate_fn=collate, pin_memory=device.type == "cuda", drop_last=drop_last)
+                                       collate_fn=collate, pin_memory=device.type == "cuda", drop_last=drop_last,
+                                       persistent_workers=workers > 0)
 
 
 @dataclass(frozen=True)
@@ -422,6 +424,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
     train_sampler = EpochSampler(len(train_ds), shuffle=True, seed=cfg.run.seed, rank=ctx.rank, world_size=ctx.world_size)
     val_sampler = EpochSampler(len(val_ds), shuffle=False, rank=ctx.rank, world_size=ctx.world_size, drop_last=False)
     val_loader = _loader(val_ds, val_sampler, cfg.data.eval_batch_size or cfg.data.batch_size, cfg.data.workers, device, False)
+    train_loader = _loader(train_ds, train_sampler, cfg.data.batch_size, cfg.data.workers, device, True)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
 
     final_val, stopped, skipped_total, epochs_done = None, False, 0, start_epoch
@@ -429,14 +432,13 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
     for epoch in epochs:
         first = start_step_in_epoch if epoch == start_epoch else 0
         train_sampler.set_epoch(epoch, start=first * cfg.data.batch_size)
-        loader = _loader(train_ds, train_sampler, cfg.data.batch_size, cfg.data.workers, device, True)
         train_model.train()
         sums = resumed_sums if epoch == start_epoch and first and ctx.is_main else [0.0] * 4
         loss_sum, correct, seen, skipped = (torch.tensor(v, dtype=torch.float64, device=device) for v in sums)
         t0 = time.perf_counter()
         bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
                    disable=not (progress and ctx.is_main), dynamic_ncols=True, leave=False)
-        for i, (images, targets, n_bad) in enumerate(loader, start=first):
+        for i, (images, targets, n_bad) in enumerate(train_loader, start=first):
             images, targets = _to_device(images, targets, device, cfg.run.channels_last)
             torch.manual_seed(_step_seed(cfg.run.seed, ctx.rank, global_step))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
