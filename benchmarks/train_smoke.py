@@ -80,7 +80,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-per-class", type=int, default=120)
     p.add_argument("--val-per-class", type=int, default=40)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     return p
 
 
