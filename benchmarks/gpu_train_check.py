@@ -1,6 +1,6 @@
 """GPU check: 2 epochs of PHL-ResNet50 vs. plain ResNet50 on the synthetic set at 224 px with AMP.
 
-    python benchmarks/gpu_train_check.py --out /tmp/gpu_check      # ~3-5 min on one H100
+    python benchmarks/gpu_train_check.py --out /tmp/gpu_check      # est. 2-4 min on one H100 (not yet run)
 
 For each model: the engine's end-to-end training throughput (images/s of epoch 2, data loading
 included), the model-only throughput (forward + backward + optimizer step on resident tensors,
@@ -130,11 +130,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/gpu_train_check")
     p.add_argument("--preset", default="phl_latesp_resnet50")
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--train-per-class", type=int, default=400)
-    p.add_argument("--val-per-class", type=int, default=50)
+    p.add_argument("--train-per-class", type=int, default=800)
+    p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=12)
-    p.add_argument("--amp", default="bf16", choices=["bf16", "fp16"])
+    p.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "none"])
     p.add_argument("--compile", action="store_true")
     p.add_argument("--bench-steps", type=int, default=20)
     p.add_argument("--size", type=int, default=224, help="image side in pixels")
