@@ -2,8 +2,8 @@
 
     python benchmarks/train_smoke.py --out /tmp/train_smoke          # a few minutes on 2 CPU cores
 
-Generates the procedural shapes x colors x textures set, trains a PHL (ResNet18 trunk up to
-layer2, one small bottleneck branch per class) with the engine's recipe (RandAugment, label
+Generates the procedural shapes x colors x textures set, trains `configs/synthetic/phl_tiny.yaml`
+(ResNet18 trunk up to layer2, one small bottleneck branch per class; RandAugment, label
 smoothing, AdamW + warmup + cosine), then runs `vision.evaluate`: top-1, Table-2-style cutouts
 (lower 0-4 / upper 5-9) and the true-class gain sweep. Prints the epoch log and the report.
 """
@@ -22,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vision.evaluate import evaluate  # noqa: E402
 from vision.synthetic import generate  # noqa: E402
-from vision.train import TrainConfig, train  # noqa: E402
+from vision.train import load_config, train  # noqa: E402
 
-TINY_PHL = {"backbone": "resnet18", "split_point": "layer2", "branch_channels": [32], "branch_depth": [1],
-            "branch_stride": [2]}
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "phl_tiny.yaml"
 
 
 def smoke(out: Path, *, train_per_class: int, val_per_class: int, epochs: int, size: int = 32,
@@ -36,14 +35,8 @@ def smoke(out: Path, *, train_per_class: int, val_per_class: int, epochs: int, s
     if not (data / "synthetic.json").is_file():
         generate(data, train_per_class=train_per_class, val_per_class=val_per_class, size=size)
     t_data = time.perf_counter() - t0
-    cfg = TrainConfig.from_dict({
-        "data": {"root": str(data), "input_size": size, "batch_size": 32, "workers": 1,
-                 "augment": {"auto_augment": "rand-m9-mstd0.5", "scale": [0.6, 1.0], "hflip": 0.5, "crop_pct": 1.0}},
-        "model": dict(TINY_PHL),
-        "optim": {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.01, "epochs": epochs, "warmup_epochs": 0.5,
-                  "label_smoothing": 0.1},
-        "run": {"output_dir": str(out / "run"), "amp": "none", "channels_last": False, "seed": 0},
-    })
+    cfg = load_config(CONFIG, [f"data.root={data}", f"optim.epochs={epochs}", f"data.input_size={size}",
+                               f"run.output_dir={out / 'run'}"])
     t1 = time.perf_counter()
     result = train(cfg, progress=False)
     t_train = time.perf_counter() - t1

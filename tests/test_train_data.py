@@ -157,3 +157,21 @@ def test_lr_schedule_warmup_then_cosine():
     assert f[:4] == [0.25, 0.5, 0.75, 1.0]
     assert f[4] == 1.0 and abs(f[9] - 0.55) < 1e-12 and f[14] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(f[4:], f[5:]))
+
+
+def test_every_shipped_config_parses_and_names_real_models():
+    import timm
+
+    from vision.presets import available_presets
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+    configs = [c for c in configs if c.parent.name != "_base"]
+    assert len(configs) >= 30
+    for path in configs:
+        cfg = load_config(path)
+        model = cfg.model
+        if model.get("arch") == "timm":
+            assert timm.is_model(model["name"]), path
+        else:
+            assert "preset" not in model or model["preset"] in available_presets(), path
+        assert cfg.data.augment.get("auto_augment") == "rand-m9-mstd0.5", path

@@ -184,7 +184,7 @@ def predict(model: nn.Module, loader, device: torch.device, gain: float | None =
         if gain is None:
             out = model(images)
         else:
-            g = torch.ones(images.shape[0], logits_width(model), device=device)
+            g = torch.ones(images.shape[0], _width(model), device=device)
             g[torch.arange(images.shape[0]), t.to(device)] = gain
             out = model(images, gains=g)
         logits.append(out.float().cpu())
@@ -192,7 +192,7 @@ def predict(model: nn.Module, loader, device: torch.device, gain: float | None =
     return torch.cat(logits), torch.cat(targets)
 
 
-def logits_width(model: nn.Module) -> int:
+def _width(model: nn.Module) -> int:
     return len(model_classes(model)[0])
 
 
