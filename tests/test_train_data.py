@@ -146,6 +146,8 @@ def test_config_parsing_and_overrides(tmp_path):
         load_config(path, ["optim.lrr=1"])
     with pytest.raises(ValueError, match="section.key=value"):
         load_config(path, ["lr=1"])
+    swapped = load_config(path, ["model={backbone: resnet18, split_point: layer2, branch_channels: [8]}"])
+    assert swapped.model == {"backbone": "resnet18", "split_point": "layer2", "branch_channels": [8]}
     with pytest.raises(ValueError, match="run.amp must be one of"):
         load_config(path, ["run.amp=fp8"])
     with pytest.raises(ValueError, match="data.root is required"):

@@ -41,6 +41,7 @@ from vision.data import ClassSet, EpochSampler, ImageFolderDataset, build_transf
 from vision.modelio import build_model, export_model
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
+_SECTIONS = ("data", "model", "optim", "run")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class TrainConfig:
     def from_dict(cls, raw: dict) -> "TrainConfig":
         if not isinstance(raw, dict):
             raise ValueError(f"a training config must be a mapping with data/model/optim/run sections, got {type(raw).__name__}")
-        unknown = set(raw) - {"data", "model", "optim", "run"}
+        unknown = set(raw) - set(_SECTIONS)
         if unknown:
             raise ValueError(f"unknown config section(s) {sorted(unknown)}; expected data, model, optim, run")
         if "model" not in raw or not isinstance(raw["model"], dict):
@@ -133,14 +134,18 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML config and apply `section.key=value` overrides (values parsed as YAML)."""
+    """Read a YAML config and apply `section.key=value` or whole-section `section={...}` overrides (YAML values)."""
     raw: dict = {}
     if path is not None:
         raw = _read_yaml_with_base(Path(path))
     for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ValueError(f"override {item!r} must look like section.key=value (e.g. optim.lr=0.05)")
-        dotted, value = item.split("=", 1)
+        dotted, value = item.split("=", 1) if "=" in item else (item, None)
+        if value is None or ("." not in dotted and dotted not in _SECTIONS):
+            raise ValueError(f"override {item!r} must look like section.key=value (e.g. optim.lr=0.05) "
+                             f"or section={{...}} with a section of {_SECTIONS}")
+        if "." not in dotted:
+            raw[dotted] = yaml.safe_load(value)
+            continue
         node = raw
         *parents, leaf = dotted.split(".")
         for part in parents:
