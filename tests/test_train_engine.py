@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,13 +116,18 @@ def test_dry_run_writes_nothing_and_bad_inputs_fail_clearly(synthetic, tmp_path)
         train(TrainConfig.from_dict(tiny_raw(tmp_path / "nowhere", tmp_path / "c")), progress=False)
 
 
-def test_class_filter_trains_a_subset_model(synthetic, tmp_path):
+def test_class_filter_and_corrupt_images(synthetic, tmp_path, capsys):
     torch.set_num_threads(1)
-    raw = tiny_raw(synthetic, tmp_path / "sub", data={"classes": "5-9", "batch_size": 4}, optim={"epochs": 1})
+    data = tmp_path / "data"
+    shutil.copytree(synthetic, data)
+    (data / "train" / "6_cross_green_dots" / "00001.png").write_bytes(b"truncated")
+    raw = tiny_raw(data, tmp_path / "sub", data={"classes": "5-9", "batch_size": 4}, optim={"epochs": 1})
     raw["model"] = {"arch": "timm", "name": "test_resnet"}
     result = train(TrainConfig.from_dict(raw), progress=False)
     assert result.classes["class_ids"] == [0, 1, 2, 3, 4]  # non-wnid folders: positions within the subset
     assert result.classes["folders"][0] == "5_triangle_yellow_dots" and result.global_step == 5
+    assert result.skipped_images == 1 and "skipped 1 unreadable training image" in capsys.readouterr().err
+    assert json.loads((tmp_path / "sub" / "log.jsonl").read_text())["skipped_images"] == 1
 
 
 def test_ddp_two_cpu_processes_reduce_metrics_exactly(synthetic, tmp_path):

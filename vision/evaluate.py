@@ -295,7 +295,8 @@ def _write_outputs(report: EvalReport, out: Path, input_size: int) -> None:
                   "| GMACs full | GMACs cutout | GMACs red. | max logit diff | baseline top-1 |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for s in report.subsets:
-            base = f"{s.baseline_top1:.2f}" if s.baseline_top1 is not None else "NA"
+            base = (f"{s.baseline_top1:.2f} ({s.baseline_params:,} params, {s.baseline_gmacs:.4f} GMACs)"
+                    if s.baseline_top1 is not None else "NA")
             lines.append(f"| {s.name} | {s.images} | {s.full_top1:.2f} | {s.cutout_top1:.2f} | {s.full_params:,} | "
                          f"{s.cutout_params:,} | {s.params_reduction_pct:+.2f} % | {s.full_gmacs:.4f} | {s.cutout_gmacs:.4f} | "
                          f"{s.gmacs_reduction_pct:+.2f} % | {s.cutout_max_logit_diff:.1e} | {base} |")
