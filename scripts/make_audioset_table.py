@@ -1,0 +1,64 @@
+"""Derive the compact AudioSet label -> sound-source table from the AudioSet ontology.
+
+Reads ``ontology.json`` (github.com/audioset/ontology, CC BY-SA 4.0) and writes
+``mappings/data/audioset_sources.json``: for every ontology node its display name, machine id and
+its ancestors level by level, nearest first (``Meow`` -> ``[["Cat"], ["Domestic animals, pets"]]``),
+up to but without the seven top-level categories. The mapper walks these levels to find the object
+that makes a sound. Run once; the output is committed as package data::
+
+    python scripts/make_audioset_table.py --ontology ../shared/data/audioset/ontology.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "mappings" / "data" / "audioset_sources.json"
+NOTICE = (
+    "Derived from the AudioSet ontology (https://github.com/audioset/ontology) by Google, "
+    "licensed CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/); this derived table "
+    "is shared under the same license. Gemmeke et al., 'Audio Set: An ontology and human-labeled "
+    "dataset for audio events', ICASSP 2017."
+)
+
+
+def build_table(ontology: list[dict]) -> dict:
+    """Ancestor levels (names) of every node, without the root categories."""
+    by_id = {node["id"]: node for node in ontology}
+    parents: dict[str, list[str]] = {}
+    for node in ontology:
+        for child in node["child_ids"]:
+            parents.setdefault(child, []).append(node["id"])
+    roots = sorted(by_id[i]["name"] for i in by_id if i not in parents)
+    labels = {}
+    for node in ontology:
+        levels, seen, frontier = [], set(), [node["id"]]
+        while frontier:
+            frontier = [p for f in frontier for p in parents.get(f, []) if p in parents]  # skip roots
+            frontier = list(dict.fromkeys(p for p in frontier if p not in seen))
+            seen.update(frontier)
+            if frontier:
+                levels.append([by_id[p]["name"] for p in frontier])
+        labels[node["name"]] = {"id": node["id"], "ancestors": levels}
+    return {"notice": NOTICE, "roots": roots, "labels": dict(sorted(labels.items()))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ontology", type=Path, required=True, help="AudioSet ontology.json")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    table = build_table(json.loads(args.ontology.read_text(encoding="utf-8")))
+    lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in table["labels"].items()]
+    text = (
+        f'{{\n"notice": {json.dumps(table["notice"])},\n"roots": {json.dumps(table["roots"])},\n'
+        '"labels": {\n' + ",\n".join(lines) + "\n}\n}\n"
+    )
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {len(table['labels'])} labels to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
