@@ -7,7 +7,11 @@ Resolution order for each cue label (first hit wins, see ``explain()``):
    ancestors -> every class below it (``dog`` -> the 118 breeds);
 3. **embedding**: cosine similarity of the label to the class texts (names + gloss) >= threshold;
 4. **ontology**: an AudioSet label that did not match (Meow) resolves its direct parents in the
-   ontology, the objects that make it (Cat), through steps 1-3 (top-level categories excluded).
+   ontology, the objects that make it (Cat), through steps 1-3 - unless the label names an animal
+   or artifact itself (Helicopter: ImageNet-1k has none, and an airliner is no substitute).
+
+Free text is scanned for the longest phrases (up to 4 words, function words skipped) that hit
+steps 1-2 or an AudioSet label; without any, the whole text goes to step 3.
 
 Gain of a class: ``lo + (hi - lo) * score * strength`` with the cue score in [0, 1] and the match
 strength 1 for override/wordnet, ``0.5 + 0.5 * (sim - threshold) / (1 - threshold)`` for
@@ -32,6 +36,12 @@ from .overrides import Override, default_overrides_path, load_overrides
 from .wordnet import WordNetHierarchy, imagenet_hierarchy
 
 MAX_NGRAM = 4
+FUNCTION_WORDS = frozenset(
+    "a an the this that these those some any my your his her its our their i you he she it we they me us "
+    "him them is are was were be been am do does did have has had can could will would shall should may "
+    "might must of in on at to for with from by about into there here where what which who how when why "
+    "and or but not no yes please find look see hear show".split()
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,8 @@ class CueMapper:
         match = self._resolve_name(label, score, name)
         if match is not None:
             return [match]
+        if self.ontology.object_of(name) is not None:
+            return []  # the label is an object itself (Helicopter): its family is no substitute
         found = [self._resolve_name(label, score, parent, via=f"{name} -> {parent}")
                  for parent in self.ontology.parents(name)]
         return [m for m in found if m is not None]
@@ -164,6 +176,8 @@ class CueMapper:
         while i < len(tokens):
             for n in range(min(MAX_NGRAM, len(tokens) - i), 0, -1):
                 phrase = " ".join(tokens[i:i + n])
+                if n == 1 and phrase in FUNCTION_WORDS:
+                    continue
                 found = self._phrase(label, score, phrase)
                 if found is not None:
                     matches.extend(found)

@@ -31,7 +31,7 @@ def split_synonyms(name: str) -> tuple[str, ...]:
 
 
 class AudioSetOntology:
-    """Display names of the 632 AudioSet nodes with their ancestor levels (roots excluded)."""
+    """The 632 AudioSet nodes: ancestor levels (roots excluded) and the WordNet object they name."""
 
     def __init__(self) -> None:
         table = _load_table()
@@ -51,6 +51,10 @@ class AudioSetOntology:
     def parents(self, name: str) -> tuple[str, ...]:
         levels = self._labels[name]["ancestors"]
         return tuple(levels[0]) if levels else ()
+
+    def object_of(self, name: str) -> str | None:
+        """WordNet synset when the label names an animal or artifact itself (Helicopter), else None."""
+        return self._labels[name]["object"]
 
     def ancestors(self, name: str) -> frozenset[str]:
         """All ancestors without the roots."""

@@ -63,6 +63,12 @@ def read_noun_index(dict_dir: Path) -> dict[str, list[str]]:
     return index
 
 
+def synset_name(wnid: str, synsets: dict[str, dict], index: dict[str, list[str]]) -> str:
+    """nltk-style name: first lemma and its sense number, e.g. ``"domestic_cat.n.01"``."""
+    first = synsets[wnid]["lemmas"][0].lower()
+    return f"{first}.n.{index[first].index(wnid) + 1:02d}"
+
+
 def build_table(dict_dir: Path) -> dict:
     """Restrict WordNet to the ImageNet-1k synsets and their ancestors."""
     synsets = read_noun_data(dict_dir)
@@ -82,10 +88,8 @@ def build_table(dict_dir: Path) -> dict:
     table = {}
     for wnid in sorted(keep):
         entry = synsets[wnid]
-        first = entry["lemmas"][0]
-        sense = index[first.lower()].index(wnid) + 1
         table[wnid] = {
-            "name": f"{first.lower()}.n.{sense:02d}",
+            "name": synset_name(wnid, synsets, index),
             "lemmas": entry["lemmas"],
             "parents": entry["parents"],
             # ImageNet classes get their gloss from timm's ImageNetInfo at run time.
