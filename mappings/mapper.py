@@ -26,16 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from .classes import imagenet_classes
-from .embeddings import DEFAULT_MODEL, EmbeddingIndex, TextEncoder
+from .embeddings import DEFAULT_MODEL, EmbeddingIndex, Hit, TextEncoder
 from .guide import Guide, Match
 from .ontology import AudioSetOntology, audioset_ontology, split_synonyms
 from .overrides import Override, default_overrides_path, load_overrides
 from .wordnet import WordNetHierarchy, imagenet_hierarchy
 
 MAX_NGRAM = 4
+QUERY_MEMO = 4096
 FUNCTION_WORDS = frozenset(
     "a an the this that these those some any my your his her its our their i you he she it we they me us "
     "him them is are was were be been am do does did have has had can could will would shall should may "
@@ -107,10 +106,11 @@ class CueMapper:
         classes = self.hierarchy.classes
         self.index = EmbeddingIndex.build(self.encoder, [c.index for c in classes],
                                           [f"{', '.join(c.names)}: {c.gloss}" for c in classes])
+        # AudioSet labels are a closed set: their nearest classes are found once, at start-up.
         names = sorted(self.ontology.names)
-        self._label_emb = dict(zip(names, self.encoder.encode_cached(names), strict=True))
-        self._query_emb: dict[str, torch.Tensor] = {}
-        self.index.search(self._label_emb[names[0]].unsqueeze(0), top_k=1)  # warm up (imports)
+        hits = self.index.search(self.encoder.encode_cached(names), top_k=1)
+        self._label_hits: dict[str, Hit] = {n: h[0] for n, h in zip(names, hits, strict=True)}
+        self._query_hits: dict[str, Hit] = {}
         self._class_names = {c.index: c.name for c in classes}
         self._ancestors = {c.index: self.hierarchy.ancestors(c.index) for c in classes}
 
@@ -120,14 +120,15 @@ class CueMapper:
         return cls(replace(MapperConfig(), **overrides))
 
     # --- single names -----------------------------------------------------------------------
-    def _embed(self, text: str) -> torch.Tensor:
-        if text in self._label_emb:
-            return self._label_emb[text]
-        if text not in self._query_emb:
-            if len(self._query_emb) > 4096:
-                self._query_emb.clear()
-            self._query_emb[text] = self.encoder.encode([text])[0]
-        return self._query_emb[text]
+    def _nearest_class(self, text: str) -> Hit:
+        """Best class for a text: precomputed for AudioSet labels, memoised for other texts."""
+        if text in self._label_hits:
+            return self._label_hits[text]
+        if text not in self._query_hits:
+            if len(self._query_hits) >= QUERY_MEMO:
+                self._query_hits.clear()
+            self._query_hits[text] = self.index.search(self.encoder.encode([text]), top_k=1)[0][0]
+        return self._query_hits[text]
 
     def _override(self, label: str, score: float, phrase: str, via: str) -> Match | None:
         hit = self.overrides.get(_norm(phrase))
@@ -144,7 +145,7 @@ class CueMapper:
         return None
 
     def _embedding(self, label: str, score: float, text: str, via: str) -> Match | None:
-        hit = self.index.search(self._embed(text).unsqueeze(0), top_k=1)[0][0]
+        hit = self._nearest_class(text)
         if hit.score < self.config.similarity_threshold:
             return None
         return Match(label, score, "embedding", hit.text.split(":")[0], hit.score, (int(hit.key),), via)
