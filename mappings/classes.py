@@ -23,6 +23,11 @@ class ImageNetClass:
         """The first (most common) name, e.g. ``"tabby"``."""
         return self.names[0]
 
+    @property
+    def text(self) -> str:
+        """The text that represents the class for sentence embeddings: names and gloss."""
+        return f"{', '.join(self.names)}: {self.gloss}"
+
     def to_dict(self) -> dict:
         return asdict(self)
 

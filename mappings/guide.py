@@ -68,18 +68,21 @@ class Guide:
         if not self.confident:
             head = "unguided (confident=False): no cue label maps to an ImageNet class"
         else:
-            head = f"guided: {len(self.classes)} classes"
+            head = f"guided: {len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"
         lines = [head]
         for m in self.matches:
             names = ", ".join(f"{c} {self.class_names.get(c, '')}".strip() for c in m.classes[:6])
+            names = names or "no ImageNet class (curated)"
             more = f" (+{len(m.classes) - 6} more)" if len(m.classes) > 6 else ""
-            via = f" via {m.via!r}" if m.via else ""
+            via = f" via {m.via}" if m.via else ""
             sim = f" (cosine {m.similarity:.2f})" if m.method == "embedding" else ""
             lines.append(f"  {m.label!r} (score {m.score:.2f}){via} -> {m.method} {m.matched!r}{sim} -> {names}{more}")
         lines.extend(f"  {note}" for note in self.notes)
         nodes = {k: v for k, v in self.gains.items() if isinstance(k, str)}
         if nodes:
-            lines.append("  node gains: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(nodes.items())))
+            shown = [f"{k} {v:.2f}" for k, v in sorted(nodes.items())]
+            more = f" (+{len(shown) - 8} more)" if len(shown) > 8 else ""
+            lines.append("  node gains: " + ", ".join(shown[:8]) + more)
         if self.classes:
             gains = sorted({round(self.gains[c], 2) for c in self.classes})
             lines.append(f"  class gains: {gains[0]:.2f}..{gains[-1]:.2f}")

@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> dict:
     else:
         classes = hierarchy.classes
         index = EmbeddingIndex.build(TextEncoder(model_name=args.model, cache_dir=args.cache_dir),
-                                     [c.index for c in classes], [f"{', '.join(c.names)}: {c.gloss}" for c in classes])
+                                     [c.index for c in classes], [c.text for c in classes])
         tree = cluster_tree(index.embeddings.numpy(), args.levels, args.sizes)
     validate_tree(tree, len(hierarchy.classes))
     path = save_tree(tree, args.out)

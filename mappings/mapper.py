@@ -105,7 +105,7 @@ class CueMapper:
         self.encoder = encoder or TextEncoder(model_name=config.model, cache_dir=config.cache_dir)
         classes = self.hierarchy.classes
         self.index = EmbeddingIndex.build(self.encoder, [c.index for c in classes],
-                                          [f"{', '.join(c.names)}: {c.gloss}" for c in classes])
+                                          [c.text for c in classes])
         # AudioSet labels are a closed set: their nearest classes are found once, at start-up.
         names = sorted(self.ontology.names)
         hits = self.index.search(self.encoder.encode_cached(names), top_k=1)
@@ -166,7 +166,7 @@ class CueMapper:
             return [match]
         if self.ontology.object_of(name) is not None:
             return []  # the label is an object itself (Helicopter): its family is no substitute
-        found = [self._resolve_name(label, score, parent, via=f"{name} -> {parent}")
+        found = [self._resolve_name(label, score, parent, via=f"AudioSet ontology {name} -> {parent}")
                  for parent in self.ontology.parents(name)]
         return [m for m in found if m is not None]
 
@@ -192,13 +192,14 @@ class CueMapper:
         return [match] if match is not None else []
 
     def _phrase(self, label: str, score: float, phrase: str) -> list[Match] | None:
-        if (m := self._override(label, score, phrase, via=phrase)) is not None:
+        via = f"phrase {phrase!r}"
+        if (m := self._override(label, score, phrase, via=via)) is not None:
             return [m]
         name = self.ontology.lookup(phrase)
         if name is not None and not self.ontology.is_root(name):
-            found = self._resolve_audioset(label, score, name)
+            found = [m if m.via else replace(m, via=via) for m in self._resolve_audioset(label, score, name)]
             return found or None
-        m = self._wordnet(label, score, phrase, via=phrase)
+        m = self._wordnet(label, score, phrase, via=via)
         return [m] if m is not None else None
 
     # --- whole cues -------------------------------------------------------------------------
@@ -229,12 +230,22 @@ class CueMapper:
                 else:
                     matches.append(m)
             if not found:
-                notes.append(f"abstained on {label!r}: no ImageNet counterpart")
+                notes.append(self._abstain_reason(label, name))
         gains = self._class_gains(matches)
         classes = tuple(sorted(gains))
         gains_all: dict[int | str, float] = dict(sorted(gains.items()))
         gains_all.update(self._node_gains(gains))
         return Guide(classes, gains_all, bool(classes), tuple(matches), tuple(notes), self._class_names)
+
+    def _abstain_reason(self, label: str, name: str | None) -> str:
+        hit = self._nearest_class(name or label)
+        why = (f"abstained on {label!r}: no curated entry or WordNet sense among the classes; nearest class "
+               f"{hit.text.split(':')[0]!r} at cosine {hit.score:.2f} < {self.config.similarity_threshold}")
+        if name is not None and self.ontology.object_of(name):
+            return why + f"; it names {self.ontology.object_of(name)}, which has no class"
+        if name is not None and self.ontology.parents(name):
+            return why + f"; its AudioSet parents {list(self.ontology.parents(name))} match nothing either"
+        return why
 
     def _strength(self, match: Match) -> float:
         if match.method != "embedding":

@@ -41,15 +41,16 @@ def test_meow_maps_to_domestic_cats(mapper):
     assert expected == pytest.approx(1.0 + 3.0 * 0.8)
     assert {c: g.gains[c] for c in DOMESTIC_CATS} == {c: expected for c in DOMESTIC_CATS}
     assert g.gains["domestic_cat.n.01"] == expected and "cat.n.01" not in g.gains  # cougar is not cued
-    assert g.matches[0].method == "override" and g.matches[0].via == "Meow -> Cat"
+    assert g.matches[0].method == "override" and g.matches[0].via == "AudioSet ontology Meow -> Cat"
     text = g.explain()
-    assert "'Meow' (score 0.80) via 'Meow -> Cat' -> override 'cat'" in text and "281 tabby" in text
+    assert "'Meow' (score 0.80) via AudioSet ontology Meow -> Cat -> override 'cat'" in text and "281 tabby" in text
 
 
 def test_text_and_object_cues(mapper):
     dog = mapper.map("a dog is barking")
     assert dog.classes == tuple(range(151, 269))
     assert dog.gains["dog.n.01"] == 4.0 and dog.matches[0].matched == "dog.n.01"
+    assert "'a dog is barking' (score 1.00) via phrase 'dog' -> wordnet 'dog.n.01'" in dog.explain()
     assert mapper.map("where is my coffee mug").classes == (504,)
     cue = FakeCue(labels=(("Bark", 0.9), ("Speech", 0.7)))
     assert mapper.map(cue).classes == dog.classes
@@ -61,7 +62,10 @@ def test_abstains(mapper):
         assert (g.classes, g.confident) == ((), False), cue
         assert {k: v for k, v in g.gains.items()} == {}
     text = mapper.map("Speech").explain()
-    assert text.startswith("unguided (confident=False)") and "abstained on 'Speech'" in text
+    assert text.startswith("unguided (confident=False)")
+    assert "abstained on 'Speech': no curated entry or WordNet sense among the classes; nearest class" in text
+    assert "its AudioSet parents ['Human voice'] match nothing either" in text
+    assert "it names helicopter.n.01, which has no class" in mapper.map("Helicopter").explain()
 
 
 def test_generic_labels_yield_to_specific_ones(mapper):
@@ -123,7 +127,7 @@ def test_subset_model_and_custom_overrides(mapper, cache_dir, tmp_path):
 
 
 def test_embedding_cache_is_reused(mapper, cache_dir):
-    texts = [f"{', '.join(c.names)}: {c.gloss}" for c in mapper.hierarchy.classes]
+    texts = [c.text for c in mapper.hierarchy.classes]
     path = mapper.encoder.cache_path(texts)
     assert path.is_file() and path.parent == Path(cache_dir)
 
