@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_ENV = "CROSSMODAL_CACHE"
+PROGRESS_FROM = 256  # texts; larger batches show a tqdm bar
 
 
 def default_cache_dir() -> Path:
@@ -72,7 +73,7 @@ class TextEncoder:
         """(len(texts), dim) float32 unit vectors, not cached (for queries)."""
         with torch.inference_mode():
             emb = self.model.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True,
-                                    batch_size=64, show_progress_bar=False)
+                                    batch_size=64, show_progress_bar=len(texts) > PROGRESS_FROM)
         return emb.float().cpu()
 
     def encode_cached(self, texts: Sequence[str]) -> torch.Tensor:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from .mapper import cue_labels
-from .overrides import _parse_classes
+from .overrides import parse_classes
 from .wordnet import WordNetHierarchy
 
 
@@ -55,7 +55,7 @@ def load_eval_cases(path: str | Path, hierarchy: WordNetHierarchy) -> tuple[Eval
             if isinstance(item, str) and not item[:1].isdigit():
                 expected.update(hierarchy.classes_under(item))
             else:
-                expected.update(_parse_classes(str(cue), [item], len(hierarchy.classes)))
+                expected.update(parse_classes(str(cue), [item], len(hierarchy.classes)))
         cases.append(EvalCase(cue, frozenset(expected)))
     return tuple(cases)
 

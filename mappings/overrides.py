@@ -26,7 +26,8 @@ def default_overrides_path() -> Path:
     return Path(str(resources.files(__package__).joinpath("overrides.yaml")))
 
 
-def _parse_classes(key: str, items: list, num_classes: int) -> set[int]:
+def parse_classes(key: str, items: list, num_classes: int) -> set[int]:
+    """Class indices from ``[281, "151-268", ...]``; ValueError names ``key`` and the bad item."""
     out: set[int] = set()
     for item in items:
         if isinstance(item, bool) or not isinstance(item, int | str):
@@ -63,7 +64,7 @@ def parse_overrides(data: object, hierarchy: WordNetHierarchy,
         if unknown:
             raise ValueError(f"{source}: entry {key!r} has unknown fields {sorted(unknown)}; "
                              f"expected {sorted(ALLOWED_KEYS)}")
-        classes = _parse_classes(key, list(entry.get("classes") or []), len(hierarchy.classes))
+        classes = parse_classes(key, list(entry.get("classes") or []), len(hierarchy.classes))
         for synset in entry.get("synsets") or []:
             try:
                 under = hierarchy.classes_under(str(synset))
