@@ -168,3 +168,24 @@ def test_gain_function_is_monotone(mapper):
         assert lo <= g <= mapper.gain(max(s1, s2), max(k1, k2)) <= hi
 
     check()
+
+
+def test_cluster_tree_cli_reuses_cached_class_embeddings(mapper, cache_dir, tmp_path):
+    from mappings.hierarchy import get_args_parser, main
+    from mappings.trees import load_tree
+
+    argv = ["--method", "cluster", "--levels", "3", "--cache-dir", str(cache_dir), "--out"]
+    first = main(get_args_parser().parse_args(argv + [str(tmp_path / "a.yaml")]))
+    main(get_args_parser().parse_args(argv + [str(tmp_path / "b.json")]))
+    assert first["nodes_per_level"] == [10, 100, 1000]
+    assert load_tree(tmp_path / "a.yaml", 1000) == load_tree(tmp_path / "b.json", 1000)  # deterministic
+
+
+def test_cache_dir_env(monkeypatch, tmp_path):
+    from mappings.embeddings import default_cache_dir
+
+    monkeypatch.setenv("CROSSMODAL_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "embeddings"
+    monkeypatch.delenv("CROSSMODAL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "crossmodal" / "embeddings"
