@@ -3,12 +3,14 @@
     HF_HUB_OFFLINE=1 python benchmarks/mapping.py [--repeats 20] [--cache-dir DIR]
 
 Latency is the median over ``--repeats`` calls per cue after start-up (class embeddings cached),
-measured side by side with torch's default thread count and with one thread.
+measured side by side with torch's default thread count and with one thread; the CPU column
+(process time) is what the call costs on an otherwise idle core.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -42,15 +44,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _median_ms(mapper: CueMapper, cue, repeats: int, run: int) -> float:
-    """Median latency; ``cue=None`` sends a new text each call, so its query embedding is never cached."""
-    times = []
+def _median_ms(mapper: CueMapper, cue, repeats: int, run: int) -> tuple[float, float]:
+    """Median wall and CPU (process) ms; ``cue=None`` sends a new text each call (never memoised)."""
+    wall, cpu = [], []
     for i in range(repeats):
         c = cue if cue is not None else f"what is making this noise, take {run}-{i}"
-        t = time.perf_counter()
+        t, p = time.perf_counter(), time.process_time()
         mapper.map(c)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        wall.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - p) * 1000)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -65,10 +68,10 @@ def main(args: argparse.Namespace) -> dict:
     latency = {}
     for name, cue in LATENCY_CUES.items():
         torch.set_num_threads(default_threads)
-        multi = _median_ms(mapper, cue, args.repeats, run=0)
+        multi, _ = _median_ms(mapper, cue, args.repeats, run=0)
         torch.set_num_threads(1)
-        single = _median_ms(mapper, cue, args.repeats, run=1)
-        latency[name] = {"ms_default_threads": multi, "ms_one_thread": single}
+        single, single_cpu = _median_ms(mapper, cue, args.repeats, run=1)
+        latency[name] = {"ms_default_threads": multi, "ms_one_thread": single, "cpu_ms_one_thread": single_cpu}
     torch.set_num_threads(default_threads)
     cases = load_eval_cases(TABLE, mapper.hierarchy)
     quality = {"with overrides": evaluate(mapper, cases)}
@@ -78,9 +81,12 @@ def main(args: argparse.Namespace) -> dict:
     state = "as found in --cache-dir" if args.cache_dir else "empty: model load + embedding 1632 texts"
     print(f"start-up: {cold:.1f} s with the embedding cache {state}; {warm:.2f} s with a warm cache "
           f"(model loads lazily); {default_threads} torch threads by default")
-    print(f"\n| cue kind | median ms ({default_threads} threads) | median ms (1 thread) |\n|---|---:|---:|")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine)")
+    print(f"\n| cue kind | median ms ({default_threads} threads) | median ms (1 thread) | CPU ms (1 thread) |"
+          "\n|---|---:|---:|---:|")
     for name, row in latency.items():
-        print(f"| {name} | {row['ms_default_threads']:.2f} | {row['ms_one_thread']:.2f} |")
+        print(f"| {name} | {row['ms_default_threads']:.2f} | {row['ms_one_thread']:.2f} | "
+              f"{row['cpu_ms_one_thread']:.2f} |")
     print(f"\n| evaluation ({len(cases)} cues) | precision | recall | abstain accuracy | positives | abstain cases |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, rep in quality.items():
