@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -75,8 +76,7 @@ def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(default_threads)
     cases = load_eval_cases(TABLE, mapper.hierarchy)
     quality = {"with overrides": evaluate(mapper, cases)}
-    ablation = CueMapper.default(cache_dir=cache, overrides="")
-    ablation.encoder = mapper.encoder
+    ablation = CueMapper(replace(mapper.config, overrides=""), encoder=mapper.encoder)
     quality["without overrides"] = evaluate(ablation, cases)
     state = "as found in --cache-dir" if args.cache_dir else "empty: model load + embedding 1632 texts"
     print(f"start-up: {cold:.1f} s with the embedding cache {state}; {warm:.2f} s with a warm cache "

@@ -72,12 +72,15 @@ def build_table(ontology: list[dict], wordnet_dict: Path) -> dict:
     return {"notice": NOTICE, "roots": roots, "labels": dict(sorted(labels.items()))}
 
 
-def main() -> None:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ontology", type=Path, required=True, help="AudioSet ontology.json")
     parser.add_argument("--wordnet", type=Path, required=True, help="WordNet 3.0 dict folder")
     parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict:
     table = build_table(json.loads(args.ontology.read_text(encoding="utf-8")), args.wordnet)
     lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in table["labels"].items()]
     text = (
@@ -85,8 +88,9 @@ def main() -> None:
         '"labels": {\n' + ",\n".join(lines) + "\n}\n}\n"
     )
     args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {len(table['labels'])} labels to {args.out}")
+    return {"out": str(args.out), "labels": len(table["labels"]),
+            "objects": sum(1 for v in table["labels"].values() if v["object"])}
 
 
 if __name__ == "__main__":
-    main()
+    print(main(get_args_parser().parse_args()))

@@ -118,15 +118,18 @@ def dump_json_lines(table: dict) -> str:
     return "\n".join(out) + "\n}\n"
 
 
-def main() -> None:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dict", type=Path, required=True, help="WordNet 3.0 dict folder")
     parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict:
     table = build_table(args.dict)
     args.out.write_text(dump_json_lines(table), encoding="utf-8")
-    print(f"wrote {len(table['synsets'])} synsets, {len(table['lemma_senses'])} lemmas to {args.out}")
+    return {"out": str(args.out), "synsets": len(table["synsets"]), "lemmas": len(table["lemma_senses"])}
 
 
 if __name__ == "__main__":
-    main()
+    print(main(get_args_parser().parse_args()))
