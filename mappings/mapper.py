@@ -9,6 +9,8 @@ Resolution order for each cue label (first hit wins, see ``explain()``):
 4. **ontology**: an AudioSet label that did not match (Meow) resolves its direct parents in the
    ontology, the objects that make it (Cat), through steps 1-3 - unless the label names an animal
    or artifact itself (Helicopter: ImageNet-1k has none, and an airliner is no substitute).
+   WordNet/embedding matches of AudioSet labels are narrowed by what their AudioSet ancestors name
+   in WordNet (Cat under "Domestic animals, pets": the house cats, not cougar and lynx).
 
 Free text is scanned for the longest phrases (up to 4 words, function words skipped) that hit
 steps 1-2 or an AudioSet label; without any, the whole text goes to step 3.
@@ -163,12 +165,28 @@ class CueMapper:
     def _resolve_audioset(self, label: str, score: float, name: str) -> list[Match]:
         match = self._resolve_name(label, score, name)
         if match is not None:
-            return [match]
+            return [self._narrow(match, name)]
         if self.ontology.object_of(name) is not None:
             return []  # the label is an object itself (Helicopter): its family is no substitute
         found = [self._resolve_name(label, score, parent, via=f"AudioSet ontology {name} -> {parent}")
                  for parent in self.ontology.parents(name)]
-        return [m for m in found if m is not None]
+        return [self._narrow(m, name) for m in found if m is not None]
+
+    def _narrow(self, match: Match, name: str) -> Match:
+        """Keep the classes that an AudioSet ancestor also names (Cat under "Domestic animals,
+        pets": WordNet cat.n.01 holds cougar and lynx, domestic_animal.n.01 keeps the house cats)."""
+        if match.method == "override":
+            return match
+        for ancestor in sorted(self.ontology.ancestors(name)):
+            for phrase in split_synonyms(ancestor):
+                context = self._wordnet(match.label, match.score, phrase, via="")
+                if context is None:
+                    continue
+                kept = tuple(c for c in match.classes if c in set(context.classes))
+                if kept and kept != match.classes:
+                    via = f"{match.via}, " if match.via else ""
+                    return replace(match, classes=kept, via=f"{via}narrowed by {ancestor!r} ({context.matched})")
+        return match
 
     def _resolve_text(self, label: str, score: float) -> list[Match]:
         tokens = re.findall(r"[a-z0-9][a-z0-9'-]*", label.lower())

@@ -41,9 +41,11 @@ def test_meow_maps_to_domestic_cats(mapper):
     assert expected == pytest.approx(1.0 + 3.0 * 0.8)
     assert {c: g.gains[c] for c in DOMESTIC_CATS} == {c: expected for c in DOMESTIC_CATS}
     assert g.gains["domestic_cat.n.01"] == expected and "cat.n.01" not in g.gains  # cougar is not cued
-    assert g.matches[0].method == "override" and g.matches[0].via == "AudioSet ontology Meow -> Cat"
+    m = g.matches[0]
+    assert (m.method, m.matched) == ("wordnet", "cat.n.01")  # cat.n.01 also holds cougar 286 and lynx 287
+    assert m.via == "AudioSet ontology Meow -> Cat, narrowed by 'Domestic animals, pets' (domestic_animal.n.01)"
     text = g.explain()
-    assert "'Meow' (score 0.80) via AudioSet ontology Meow -> Cat -> override 'cat'" in text and "281 tabby" in text
+    assert "'Meow' (score 0.80) via AudioSet ontology Meow -> Cat, narrowed by" in text and "281 tabby" in text
 
 
 def test_text_and_object_cues(mapper):
