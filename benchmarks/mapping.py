@@ -27,7 +27,7 @@ from mappings.evaluation import evaluate, load_eval_cases  # noqa: E402
 
 TABLE = Path(__file__).with_name("mapping_cues.yaml")
 LATENCY_CUES = {
-    "AudioSet, override via ontology (Meow)": [("Meow", 0.8)],
+    "AudioSet, ontology walk + WordNet (Meow)": [("Meow", 0.8)],
     "AudioSet, WordNet (Piano)": [("Piano", 0.9)],
     "AudioSet, embedding (Typewriter)": [("Typewriter", 0.9)],
     "AudioSet, abstain (Speech)": [("Speech", 0.9)],
