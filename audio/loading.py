@@ -54,7 +54,7 @@ def _audioread_blocks(path: Path) -> tuple[int, Iterator[np.ndarray]]:
         warnings.simplefilter("ignore", DeprecationWarning)
         import audioread
 
-    handle = audioread.audio_open(str(path))
+        handle = audioread.audio_open(str(path))
     rate, channels = handle.samplerate, handle.channels
 
     def blocks() -> Iterator[np.ndarray]:
