@@ -12,6 +12,7 @@ import huggingface_hub.constants
 import numpy as np
 import torch
 from transformers import ASTFeatureExtractor, ASTForAudioClassification, AutoConfig
+from transformers.utils import is_speech_available
 
 from audio.cue import Cue
 from audio.fast_ast import forward_trimmed, quantize_linear_layers, trimmed_num_frames
@@ -77,6 +78,11 @@ class AudioTagger:
         fast: bool = False,
         quantize: bool = False,
     ) -> None:
+        if not is_speech_available():
+            raise ImportError(
+                "AudioTagger needs torchaudio (a declared dependency of this project): without it transformers' "
+                "ASTFeatureExtractor silently switches to a slower numpy fbank with slightly different features"
+            )
         config = model.config
         if getattr(config, "model_type", None) != AST_MODEL_TYPE:
             raise ValueError(f"expected an AST model ({AST_MODEL_TYPE!r}), got model_type {config.model_type!r}")

@@ -104,6 +104,14 @@ def test_resampled_waveform_equals_file(tmp_path, tagger):
     np.testing.assert_array_equal(tagger.scores(path), tagger.scores(waveform, sampling_rate=44_100))
 
 
+def test_torch_and_integer_waveforms_equal_float_numpy(tagger):
+    waveform = noise(8_000, seed=12)
+    expected = tagger.scores(waveform, sampling_rate=16_000)
+    np.testing.assert_array_equal(tagger.scores(torch.from_numpy(waveform), sampling_rate=16_000), expected)
+    int16 = np.round(waveform * 32768).astype(np.int16)  # |samples| < 0.5: no clipping
+    np.testing.assert_allclose(tagger.scores(int16, sampling_rate=16_000), expected, rtol=0, atol=1e-4)
+
+
 def test_windows_are_pooled_by_max_and_mean(tagger):
     first, second = noise(WINDOW, seed=4), 0.1 * np.sin(np.arange(WINDOW) / 3).astype(np.float32)
     clip = np.concatenate([first, second])
@@ -234,6 +242,12 @@ def test_non_ast_checkpoint_is_rejected(tmp_path):
     ViTConfig().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="expected an AST checkpoint .* got 'vit'"):
         AudioTagger.from_pretrained(tmp_path)
+
+
+def test_missing_torchaudio_is_an_error_not_a_silent_feature_change(monkeypatch):
+    monkeypatch.setattr("audio.tagger.is_speech_available", lambda: False)
+    with pytest.raises(ImportError, match="needs torchaudio"):
+        AudioTagger(small_ast(["a"]), ASTFeatureExtractor(max_length=MAX_FRAMES))
 
 
 def test_mismatched_feature_extractor_is_rejected():
