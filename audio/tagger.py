@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
+from urllib.parse import urlparse
 
 import huggingface_hub.constants
 import numpy as np
@@ -45,10 +47,26 @@ def hub_offline() -> bool:
     return flag or bool(huggingface_hub.constants.HF_HUB_OFFLINE)
 
 
-def not_cached_message(model_id: str) -> str:
+class HubUnreachableError(OSError):
+    """The Hugging Face Hub cannot be reached (raised before transformers would retry for half a minute)."""
+
+
+def hub_connection_problem(timeout: float = 3.0) -> str | None:
+    """None if a TCP connection to the Hub endpoint opens within `timeout` s (or a proxy is configured), else why not."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # the proxy decides; a direct probe would say nothing
+    endpoint = urlparse(huggingface_hub.constants.ENDPOINT)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return f"cannot reach {host}:{port}: {error}"
+    return None
+
+
+def not_cached_message(model_id: str, reason: str) -> str:
     return (
-        f"AST model {model_id!r} is not cached locally and cannot be downloaded "
-        f"({'HF_HUB_OFFLINE=1' if hub_offline() else 'the Hugging Face Hub is unreachable'}). "
+        f"AST model {model_id!r} is not cached locally and cannot be downloaded ({reason}). "
         "Download it once where there is network access, or pass a local directory instead: "
         "AudioTagger.from_pretrained('/path/to/ast-dir'), where the directory holds config.json, "
         "model.safetensors and preprocessor_config.json (written by model.save_pretrained(dir) and "
@@ -114,7 +132,8 @@ class AudioTagger:
     ) -> "AudioTagger":
         """Load an AST checkpoint from a local directory or a Hub id (cache only when HF_HUB_OFFLINE=1).
 
-        Raises FileNotFoundError, without retrying, for a missing directory or a Hub id that is not cached.
+        Raises FileNotFoundError, without retrying, for a missing directory, or for a Hub id that is not cached
+        while HF_HUB_OFFLINE is set or the Hub is unreachable (one connection probe, 3 s at most).
         """
         local = Path(name_or_path).expanduser()
         is_path = isinstance(name_or_path, os.PathLike) or str(name_or_path).startswith(("/", ".", "~"))
@@ -134,17 +153,21 @@ class AudioTagger:
         except OSError as error:
             if is_local:
                 raise FileNotFoundError(f"{source}: not a complete AST checkpoint directory ({error})") from error
-            raise FileNotFoundError(not_cached_message(source)) from error
+            reason = "HF_HUB_OFFLINE=1" if local_only else f"{type(error).__name__}: {error}"
+            raise FileNotFoundError(not_cached_message(source, reason)) from error
         return cls(model, extractor, fast=fast, quantize=quantize)
 
     @staticmethod
     def _load(loader, source: str, cache_dir, local_only: bool, **kwargs):
-        """`loader.from_pretrained`, trying the local cache first so a cached model never touches the network."""
+        """`loader.from_pretrained` from the local cache first (a cached model never touches the network), then
+        from the Hub unless `local_only`, after a one-shot reachability probe instead of transformers' retries."""
         try:
             return loader.from_pretrained(source, cache_dir=cache_dir, local_files_only=True, **kwargs)
         except OSError:
             if local_only:
                 raise
+            if problem := hub_connection_problem():
+                raise HubUnreachableError(problem) from None
             return loader.from_pretrained(source, cache_dir=cache_dir, **kwargs)
 
     @property

@@ -230,6 +230,27 @@ def test_offline_hub_id_fails_fast_with_instructions():
     assert "AudioTagger.from_pretrained('/path/to/ast-dir')" in message
 
 
+def test_unreachable_hub_fails_fast_without_transformers_retries(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    probes = []
+
+    def no_network(address, timeout):
+        probes.append((address, timeout))
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr("audio.tagger.socket.create_connection", no_network)
+    with pytest.raises(FileNotFoundError) as raised:
+        AudioTagger.from_pretrained("crossmodal-tests/no-such-ast-checkpoint")
+    assert probes == [(("huggingface.co", 443), 3.0)]
+    assert ("is not cached locally and cannot be downloaded (HubUnreachableError: cannot reach huggingface.co:443: "
+            "Name or service not known)") in str(raised.value)
+
+
 def test_missing_or_incomplete_directories(tmp_path):
     with pytest.raises(FileNotFoundError, match="AST model directory not found: .*nowhere"):
         AudioTagger.from_pretrained(tmp_path / "nowhere")
