@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 import torch
 from PIL import Image
@@ -14,6 +15,8 @@ from vision.data import (EpochSampler, ImageFolderDataset, build_transforms, cla
                          select_classes)
 from vision.synthetic import CLASSES, class_folder, generate
 from vision.train import TrainConfig, lr_factor, load_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _img(path: Path, value: int = 128, size: int = 8) -> None:
@@ -164,10 +167,11 @@ def test_lr_schedule_warmup_then_cosine():
 def test_every_shipped_config_parses_and_names_real_models():
     import timm
 
-    from vision.presets import available_presets
+    from vision import Hierarchy
+    from vision.presets import available_presets, preset
 
-    configs = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
-    configs = [c for c in configs if c.parent.name != "_base"]
+    configs = sorted((REPO / "configs").rglob("*.yaml"))
+    configs = [c for c in configs if c.parent.name not in ("_base", "hierarchies")]
     assert len(configs) >= 30
     for path in configs:
         cfg = load_config(path)
@@ -177,3 +181,28 @@ def test_every_shipped_config_parses_and_names_real_models():
         else:
             assert "preset" not in model or model["preset"] in available_presets(), path
         assert cfg.data.augment.get("auto_augment") == "rand-m9-mstd0.5", path
+        if "hierarchy_file" in model:  # a shipped tree fits its preset (validated without building weights)
+            tree = Hierarchy.load(REPO / model["hierarchy_file"], 1000).tree
+            assert preset(model["preset"], num_classes=1000, hierarchy=tree).hierarchy == tree
+
+
+def test_build_model_reads_hierarchy_files_and_presets(tmp_path):
+    from vision.modelio import build_model
+
+    tree = {"name": "root", "children": [{"name": "g0", "children": [0, 2]}, {"name": "g1", "children": [1, 3]}]}
+    path = tmp_path / "tree.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    classes = class_set(["a", "b", "c", "d"])
+    spec = {"backbone": "resnet18", "split_point": "layer1", "topology": "nhl", "hierarchy_file": str(path),
+            "branch_channels": [8, 4]}
+    model = build_model(spec, classes, {"note": 1}, image_size=32)
+    assert model.config.hierarchy == tree and model.config.class_names == ("a", "b", "c", "d")
+    assert model.config.image_size == 32 and model.config.metadata == {"note": 1}
+    with pytest.raises(ValueError, match="not both"):
+        build_model({**spec, "hierarchy": tree}, classes, {})
+    with pytest.raises(ValueError, match="set from the dataset"):
+        build_model({**spec, "num_classes": 4}, classes, {})
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_model({"preset": "nope"}, classes, {})
+    with pytest.raises(ValueError, match="model.arch must be"):
+        build_model({"arch": "keras"}, classes, {})
