@@ -5,9 +5,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import yaml
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from vision.checkpoint import load_checkpoint, save_checkpoint

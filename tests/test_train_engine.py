@@ -148,3 +148,10 @@ def test_ddp_two_cpu_processes_reduce_metrics_exactly(synthetic, tmp_path):
 
     report = evaluate(tmp_path / "ddp" / "model", synthetic, workers=0)
     assert report.accuracy.images == 30 and report.accuracy.top1 == log[0]["val_top1"]
+
+
+def test_diverging_loss_stops_with_a_clear_error(synthetic, tmp_path):
+    torch.set_num_threads(1)
+    raw = tiny_raw(synthetic, tmp_path / "nan", optim={"lr": 1e30, "epochs": 1, "warmup_epochs": 0})
+    with pytest.raises(FloatingPointError, match="training loss became (nan|inf|-inf) by step"):
+        train(TrainConfig.from_dict(raw), progress=False)

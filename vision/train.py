@@ -465,6 +465,9 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
             bar.update(1)
             if (i + 1) % cfg.run.log_every_steps == 0 or dry_run:
                 n_seen = float(seen)
+                if not needs_scaler and not math.isfinite(float(loss_sum)):  # fp16 skips bad steps itself
+                    raise FloatingPointError(f"the training loss became {float(loss_sum)} by step {global_step} "
+                                             f"(epoch {epoch + 1}); lower optim.lr or resume from {out / 'last.ckpt'}")
                 bar.set_postfix(loss=f"{float(loss_sum) / n_seen:.3f}", acc=f"{100 * float(correct) / n_seen:.1f}",
                                 img_s=f"{(i + 1 - first) * cfg.data.batch_size * ctx.world_size / (time.perf_counter() - t0):.0f}",
                                 lr=f"{scheduler.get_last_lr()[0]:.2e}")
@@ -564,7 +567,7 @@ def main(args: argparse.Namespace) -> dict:
 if __name__ == "__main__":
     try:
         result = main(get_args_parser().parse_args())
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     if int(os.environ.get("RANK", "0")) == 0:
