@@ -364,6 +364,18 @@ def _check_resume_config(saved: dict, cfg: TrainConfig) -> None:
         raise ValueError(f"cannot resume: the config differs from the checkpoint's in {sorted(diffs)}")
 
 
+def build_datasets(data: DataConfig, *, seed: int = 0) -> tuple[ClassSet, ImageFolderDataset, ImageFolderDataset]:
+    """The class set (optionally filtered by `data.classes`) and the train/val datasets with timm transforms."""
+    spec = parse_classes(data.classes) if isinstance(data.classes, str) else data.classes
+    classes = load_splits(data.root, train_dir=data.train_dir, val_dir=data.val_dir, classes=spec)
+    root = Path(data.root)
+    train_ds = ImageFolderDataset(root / data.train_dir, classes,
+                                  build_transforms(data.input_size, is_training=True, augment=data.augment), seed=seed)
+    val_ds = ImageFolderDataset(root / data.val_dir, classes,
+                                build_transforms(data.input_size, is_training=False, augment=data.augment))
+    return classes, train_ds, val_ds
+
+
 def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool = False,
           stop_after_steps: int | None = None, progress: bool = True) -> TrainResult:
     """Run (or resume) training as `cfg` says; rank 0 logs, checkpoints and exports the model."""
@@ -373,16 +385,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
     amp_dtype, needs_scaler = amp_settings(cfg.run.amp, device)
     out = Path(cfg.run.output_dir)
 
-    classes_spec = cfg.data.classes
-    if isinstance(classes_spec, str):
-        classes_spec = parse_classes(classes_spec)
-    classes: ClassSet = load_splits(cfg.data.root, train_dir=cfg.data.train_dir, val_dir=cfg.data.val_dir,
-                                    classes=classes_spec)
-    train_ds = ImageFolderDataset(Path(cfg.data.root) / cfg.data.train_dir, classes,
-                                  build_transforms(cfg.data.input_size, is_training=True, augment=cfg.data.augment),
-                                  seed=cfg.run.seed)
-    val_ds = ImageFolderDataset(Path(cfg.data.root) / cfg.data.val_dir, classes,
-                                build_transforms(cfg.data.input_size, is_training=False, augment=cfg.data.augment))
+    classes, train_ds, val_ds = build_datasets(cfg.data, seed=cfg.run.seed)
     steps_per_epoch = (len(train_ds) // ctx.world_size) // cfg.data.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train_ds)} training images are fewer than one batch of {cfg.data.batch_size} "
@@ -404,10 +407,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
     if resume is not None:
         ckpt = load_checkpoint(resume)
         _check_resume_config(ckpt["config"], cfg)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
+        for name, part in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+            part.load_state_dict(ckpt[name])
         set_rng_state(ckpt["rng"])
         start_epoch, start_step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
         global_step, best_top1, resumed_sums = ckpt["global_step"], ckpt["best_val_top1"], ckpt["epoch_sums"]
@@ -419,9 +420,10 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
         train_model = torch.compile(train_model)
 
     def checkpoint_state(epoch: int, step_in_epoch: int, epoch_sums: list[float]) -> dict:
-        return {"epoch_sums": epoch_sums, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": rng_state(), "epoch": epoch, "step_in_epoch": step_in_epoch,
-                "global_step": global_step, "best_val_top1": best_top1, "config": cfg.to_dict()}
+                "global_step": global_step, "best_val_top1": best_top1, "epoch_sums": epoch_sums,
+                "config": cfg.to_dict()}
 
     if ctx.is_main and not dry_run:
         out.mkdir(parents=True, exist_ok=True)
