@@ -62,6 +62,7 @@ def test_balanced_and_flat_trees():
     (dict(block="transformer"), "block must be one of"),
     (dict(attention_block=1), "attention_block"),
     (dict(branch_stride=(3, 1, 1)), "stride"),
+    (dict(branch_depth=(0, 1, 1)), "inner nodes"),
     (dict(class_ids=(0, 0, 1, 2, 3, 4, 5)), "distinct"),
     (dict(backbone="vit_base_patch16_224"), "unsupported backbone"),
     (dict(split_point="layer9"), "not a stage"),

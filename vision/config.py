@@ -67,6 +67,9 @@ class SeqParConfig:
             raise ValueError(f"branch_depth must be >= 0, got {self.branch_depth}")
         if any(s not in (1, 2) for s in self.branch_stride):
             raise ValueError(f"branch_stride must be 1 or 2, got {self.branch_stride}")
+        for depth, (nodes, blocks) in enumerate(zip(tree.levels, self.branch_depth)):
+            if blocks == 0 and not all(n.is_leaf for n in nodes):
+                raise ValueError(f"tree level {depth} has inner nodes, so its branch_depth must be >= 1, got 0")
         if self.block is None:
             set_("block", FAMILY_BLOCK[family])
         if self.block not in BLOCK_TYPES:

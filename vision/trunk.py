@@ -41,7 +41,7 @@ class Trunk(nn.Module):
     def __init__(self, backbone: str, split_point: str):
         super().__init__()
         self.family = backbone_family(backbone)
-        if backbone not in timm.list_models():
+        if not timm.is_model(backbone):
             raise ValueError(f"timm has no model named {backbone!r}")
         self.body = timm.create_model(backbone, pretrained=False)
         names = stage_names(self.body, self.family)
