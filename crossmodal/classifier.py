@@ -80,13 +80,28 @@ class GuidedClassifier:
     def predict_preprocessed(self, inputs: torch.Tensor, guide: Guide | None = None, mode: str = "cutout+attend",
                              top_k: int = 5,
                              level_gains: Sequence[float | None] | None = None) -> list[GuidedResult]:
-        """Classify inputs already made by ``self.preprocessor`` (``(B, 3, S, S)``), e.g. to compare modes."""
+        """Classify inputs already made by ``self.preprocessor`` (``(B, 3, S, S)``)."""
         _check_args(mode, top_k, guide)
         size = self.preprocessor.image_size
         if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or tuple(inputs.shape[1:]) != (3, size, size):
             raise ValueError(f"preprocessed inputs must be a (B, 3, {size}, {size}) tensor, "
                              f"got {getattr(inputs, 'shape', type(inputs).__name__)}")
         return self._run(inputs, guide, mode, top_k, 0.0, level_gains)
+
+    @torch.inference_mode()
+    def trunk_features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The shared trunk's output for preprocessed inputs: the same for every mode, guide and gain."""
+        return self.model.trunk(inputs.to(self.device))
+
+    def predict_features(self, features: torch.Tensor, guide: Guide | None = None, mode: str = "cutout+attend",
+                         top_k: int = 5, level_gains: Sequence[float | None] | None = None,
+                         timings: tuple[float, float] = (0.0, 0.0)) -> list[GuidedResult]:
+        """Classify from :meth:`trunk_features` (compare modes or gains without rerunning the trunk).
+
+        ``timings`` are the (preprocess, trunk) milliseconds to report with the results.
+        """
+        _check_args(mode, top_k, guide)
+        return self._branches(features, guide, mode, top_k, level_gains, timings)
 
     # --------------------------------------------------------------- internals
     def resolve(self, guide: Guide | None, mode: str) -> tuple[str, str | None, tuple[int, ...]]:
@@ -114,9 +129,16 @@ class GuidedClassifier:
                 out[key] = value if calibrated is None else calibrated
         return out
 
-    @torch.inference_mode()
     def _run(self, inputs: torch.Tensor, guide: Guide | None, mode: str, top_k: int, preprocess_ms: float,
              level_gains: Sequence[float | None] | None) -> list[GuidedResult]:
+        start = time.perf_counter()
+        features = self.trunk_features(inputs)
+        trunk_ms = 1e3 * (time.perf_counter() - start)
+        return self._branches(features, guide, mode, top_k, level_gains, (preprocess_ms, trunk_ms))
+
+    @torch.inference_mode()
+    def _branches(self, features: torch.Tensor, guide: Guide | None, mode: str, top_k: int,
+                  level_gains: Sequence[float | None] | None, timings: tuple[float, float]) -> list[GuidedResult]:
         ran, fallback, classes = self.resolve(guide, mode)
         start = time.perf_counter()
         net, cost, cached = self.model, self.full_cost, None
@@ -131,17 +153,18 @@ class GuidedClassifier:
                 ran = "cutout" if ran == "cutout+attend" else "unguided"
                 fallback = "no gain key of the guide is known to this model"
         start = time.perf_counter()
-        probs = torch.softmax(net(inputs.to(self.device), gains=gains or None).float(), dim=1)
+        logits = net.forward_branches(features, net.level_gains(gains or None, features.shape[0]))
+        probs = torch.softmax(logits.float(), dim=1)
         values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        inference_ms = 1e3 * (time.perf_counter() - start)
+        branches_ms = 1e3 * (time.perf_counter() - start)
         run_cost = RunCost(cost.params, cost.macs, self.full_cost.params, self.full_cost.macs)
-        timings = Timings(preprocess_ms, select_ms, inference_ms)
+        times = Timings(timings[0], timings[1], select_ms, branches_ms)
         ids = net.class_ids
         applied = tuple(gains.items())
         return [
             GuidedResult(
                 tuple(Prediction(ids[i], self.class_names[ids[i]], p) for i, p in zip(row_i.tolist(), row_p.tolist())),
-                ran, mode, fallback, run_cost, guide, applied, timings, cached,
+                ran, mode, fallback, run_cost, guide, applied, times, cached,
             )
             for row_p, row_i in zip(values, indices)
         ]

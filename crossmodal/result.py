@@ -50,14 +50,20 @@ class RunCost:
 
 @dataclass(frozen=True)
 class Timings:
-    """Milliseconds per stage for the whole call (a batch shares them)."""
+    """Milliseconds per stage for the whole call (the frames of a batch share them)."""
 
     preprocess_ms: float
-    select_ms: float  # cutout lookup or build
-    inference_ms: float
+    trunk_ms: float
+    select_ms: float  # cutout lookup, or build on a cache miss
+    branches_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.preprocess_ms + self.trunk_ms + self.select_ms + self.branches_ms
 
     def to_dict(self) -> dict[str, float]:
-        return {"preprocess_ms": self.preprocess_ms, "select_ms": self.select_ms, "inference_ms": self.inference_ms}
+        return {"preprocess_ms": self.preprocess_ms, "trunk_ms": self.trunk_ms, "select_ms": self.select_ms,
+                "branches_ms": self.branches_ms, "total_ms": self.total_ms}
 
 
 @dataclass(frozen=True)

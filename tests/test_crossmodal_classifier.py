@@ -188,3 +188,13 @@ def test_result_to_dict_is_json_ready(clf):
     assert [p["class_id"] for p in data["predictions"]] == [p.class_id for p in result.predictions]
     assert data["guide"]["classes"] == [4, 5] and data["gains"] == {"4": 2.0, "5": 2.0}
     assert data["predictions"][0]["name"] == clf.class_names[result.top1.class_id]
+
+
+def test_trunk_features_serve_every_mode(clf, inputs):
+    features = clf.trunk_features(inputs)
+    guide = Guide.for_classes([0, 4, 5], 2.0)
+    for mode in ("unguided", "attend", "cutout", "cutout+attend"):
+        direct = clf.predict_preprocessed(inputs, guide, mode, top_k=7)
+        shared = clf.predict_features(features, guide, mode, top_k=7, timings=(1.0, 2.0))
+        assert torch.equal(probs_by_class(direct), probs_by_class(shared))
+        assert (shared[0].timings.preprocess_ms, shared[0].timings.trunk_ms) == (1.0, 2.0)
