@@ -1,1 +1,10 @@
-"""crossmodal: mappings package."""
+"""crossmodal: mappings package - cues (AudioSet tags or text) -> ImageNet classes and gains."""
+
+from .classes import ImageNetClass, imagenet_classes
+from .guide import Guide, Match
+from .mapper import CueMapper, MapperConfig
+from .trees import cluster_tree, load_tree, save_tree, validate_tree, wordnet_tree
+from .wordnet import WordNetHierarchy, imagenet_hierarchy
+
+__all__ = ["CueMapper", "Guide", "ImageNetClass", "MapperConfig", "Match", "WordNetHierarchy", "cluster_tree",
+           "imagenet_classes", "imagenet_hierarchy", "load_tree", "save_tree", "validate_tree", "wordnet_tree"]

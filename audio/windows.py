@@ -1,0 +1,38 @@
+"""Sliding windows over a stream of sample blocks, holding at most about one window plus one block in memory."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+
+
+def iter_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[np.ndarray]:
+    """Yield windows of `window` samples starting every `hop` samples, from consecutive 1-D sample blocks.
+
+    A stream shorter than one window yields itself once. Otherwise windows start at 0, hop, 2*hop, ... and, if the
+    stream's end is not covered yet, one last window is aligned to the end, so every window is full length.
+    """
+    if window < 1 or not 1 <= hop <= window:
+        raise ValueError(f"expected window >= 1 and 1 <= hop <= window, got window={window}, hop={hop}")
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0  # absolute index of buffer[0]
+    next_start = 0
+    emitted_end = 0  # absolute end of the last window yielded
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        end = buffer_start + len(buffer)
+        while next_start + window <= end:
+            offset = next_start - buffer_start
+            yield buffer[offset : offset + window].copy()
+            emitted_end = next_start + window
+            next_start += hop
+        keep_from = min(next_start, end - window)  # keep enough to align a final window to the end
+        if keep_from > buffer_start:
+            buffer = buffer[keep_from - buffer_start :]
+            buffer_start = keep_from
+    end = buffer_start + len(buffer)
+    if emitted_end == 0 and end > 0:
+        yield buffer.copy()
+    elif emitted_end < end:
+        yield buffer[len(buffer) - window :].copy()

