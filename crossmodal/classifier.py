@@ -9,6 +9,7 @@ classes this model does not have, falls back to ``unguided`` and the result says
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +18,6 @@ import torch
 from timm.data import ImageNetInfo
 
 from vision import SeqParModel, load_seqpar
-from vision.cost import measure
 
 from .cutouts import CutoutCache
 from .frames import Frame, FramePreprocessor, split_batch
@@ -37,12 +37,13 @@ class GuidedClassifier:
     """
 
     def __init__(self, model: SeqParModel, *, cache_size: int = 32,
-                 level_gains: Sequence[float | None] | None = None):
+                 level_gains: Sequence[float | None] | None = None, cues: Any = None):
         self.model = model.eval()
+        self._cues = cues
+        self._cues_lock = threading.Lock()
         self.preprocessor = FramePreprocessor.for_model(model)
         self.cutouts = CutoutCache(model, cache_size)
-        size = model.config.image_size
-        self.full_cost = measure(model, (1, 3, size, size))
+        self.full_cost = self.cutouts.costs.cost(model)
         self.class_names = _class_names(model)
         if level_gains is None:
             level_gains = model.config.metadata.get(CALIBRATION_KEY, {}).get("level_gains")
@@ -51,9 +52,44 @@ class GuidedClassifier:
         self._levels.update({name: model.hierarchy.node_position(name)[0] for name in model.hierarchy.node_names})
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike = "default", **kwargs: Any) -> GuidedClassifier:
-        """A classifier over a saved SeqPar model directory (``"default"``: the packaged model)."""
+    def from_pretrained(cls, model: str | os.PathLike = "default", *, audio_model: str | os.PathLike | None = None,
+                        **kwargs: Any) -> GuidedClassifier:
+        """A classifier over a saved SeqPar model directory (``"default"``: the packaged model).
+
+        ``audio_model``: AST checkpoint id or directory for audio cues (loaded on the first audio cue).
+        """
+        if audio_model is not None:
+            from .cues import CueGuides
+
+            kwargs["cues"] = CueGuides(audio_model=audio_model)
         return cls(load_seqpar(model), **kwargs)
+
+    @property
+    def cues(self):
+        """The :class:`crossmodal.cues.CueGuides` (mapper and audio tagger, loaded on first use)."""
+        with self._cues_lock:
+            if self._cues is None:
+                from .cues import CueGuides
+
+                self._cues = CueGuides()
+            return self._cues
+
+    def guide(self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None,
+              top_k: int = 5) -> Guide:
+        """A guide from a text cue, or from a sound: a file, ``(waveform, rate)`` or a waveform + ``sampling_rate``."""
+        if (text is None) == (audio is None):
+            raise ValueError("guide needs exactly one of text= or audio=")
+        if text is not None:
+            return self.cues.from_text(text)
+        if isinstance(audio, tuple):
+            if len(audio) != 2 or sampling_rate is not None:
+                raise ValueError("audio as a tuple must be (waveform, sampling_rate), without sampling_rate=")
+            audio, sampling_rate = audio
+        return self.cues.from_audio(audio, sampling_rate, top_k)
+
+    def cue_stream(self, sampling_rate: int, **options: Any):
+        """A :class:`crossmodal.stream.CueStream` for PCM chunks (options: window_seconds, interval_seconds, top_k)."""
+        return self.cues.stream(sampling_rate, **options)
 
     @property
     def device(self) -> torch.device:

@@ -74,6 +74,20 @@ def test_costs_are_what_ran(clf):
     assert 0 < r_cut.cost.param_reduction < 1
 
 
+@pytest.mark.parametrize("backbone, kw", [("resnet18", {}), ("tf_efficientnet_lite0", {}), ("convnextv2_atto", {}),
+                                         ("resnet18", {"tree": None}),
+                                         ("resnet18", {"branch_depth": (1, 2, 0)})])
+def test_cutout_costs_without_running_them_equal_measured_costs(backbone, kw):
+    model = tiny_model(backbone, image_size=SIZE, **kw)
+    costs = CutoutCache(model).costs
+    for classes in ([0], [4, 5], [6, 3], [5, 0, 6], list(range(7))):
+        cut = model.cutout(classes, share_trunk=True)
+        measured, estimated = measure(cut, (1, 3, SIZE, SIZE)), costs.cost(cut)
+        assert (estimated.params, estimated.macs) == (measured.params, measured.macs)
+    full = measure(model, (1, 3, SIZE, SIZE))
+    assert (costs.cost(model).params, costs.cost(model).macs) == (full.params, full.macs)
+
+
 def test_gains_are_restricted_to_keys_the_network_knows(clf, inputs):
     guide = Guide((4, 5, 999), {4: 2.0, 5: 1.5, 999: 4.0, "c": 2.0, "a": 3.0, "n0000": 5.0})
     full = clf.predict_preprocessed(inputs, guide, "attend")[0]
