@@ -58,11 +58,12 @@ class GuidedClassifier:
 
         ``audio_model``: AST checkpoint id or directory for audio cues (loaded on the first audio cue).
         """
+        seqpar = load_seqpar(model)
         if audio_model is not None:
             from .cues import CueGuides
 
-            kwargs["cues"] = CueGuides(audio_model=audio_model)
-        return cls(load_seqpar(model), **kwargs)
+            kwargs["cues"] = CueGuides(audio_model=audio_model, tree=class_id_tree(seqpar))
+        return cls(seqpar, **kwargs)
 
     @property
     def cues(self):
@@ -71,7 +72,7 @@ class GuidedClassifier:
             if self._cues is None:
                 from .cues import CueGuides
 
-                self._cues = CueGuides()
+                self._cues = CueGuides(tree=class_id_tree(self.model))
             return self._cues
 
     def guide(self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None,
@@ -225,6 +226,16 @@ def _check_level_gains(values: Sequence[float | None] | None, levels: int) -> tu
         if v is not None and not (isinstance(v, (int, float)) and 0 <= float(v) < float("inf")):
             raise ValueError(f"level gains must be finite numbers >= 0 or None, got {values}")
     return tuple(None if v is None else float(v) for v in values)
+
+
+def class_id_tree(model: SeqParModel) -> dict:
+    """The model's class tree with class ids (``config.class_ids``) as leaves instead of output indices."""
+    def visit(node: Any) -> Any:
+        if isinstance(node, int):
+            return model.class_ids[node]
+        return {"name": node["name"], "children": [visit(c) for c in node["children"]]}
+
+    return visit(model.config.hierarchy)
 
 
 def _class_names(model: SeqParModel) -> dict[int, str]:

@@ -36,9 +36,10 @@ class CueGuides:
     """Makes :class:`Guide` values from text, audio files, waveforms or ready :class:`audio.Cue` objects."""
 
     def __init__(self, mapper: CueMapper | None = None, tagger: AudioTagger | None = None,
-                 audio_model: str | os.PathLike = DEFAULT_AUDIO_MODEL):
+                 audio_model: str | os.PathLike = DEFAULT_AUDIO_MODEL, tree: dict | None = None):
         self._mapper, self._tagger = mapper, tagger
         self.audio_model = audio_model
+        self.tree = tree  # a vision model's class tree with class ids as leaves: its nodes get gains too
         self._mapper_lock, self._tagger_lock = threading.Lock(), threading.Lock()
 
     @property
@@ -57,7 +58,10 @@ class CueGuides:
             return self._tagger
 
     def from_cue(self, cue: Cue) -> Guide:
-        return Guide.from_mapping(self.mapper.map(cue), cue)
+        """Map a cue; with ``tree``, every node of it whose classes are all cued gets a gain as well."""
+        mapped = self.mapper.map(cue)
+        extra = mapped.node_gains(self.tree) if self.tree is not None else {}
+        return Guide.from_mapping(mapped, cue, extra_gains=extra)
 
     def from_text(self, text: str) -> Guide:
         return self.from_cue(TextCue(text))

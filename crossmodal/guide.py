@@ -47,14 +47,14 @@ class Guide:
         return cls(classes, tuple((c, gain) for c in classes), True, explanation or f"manual: {len(classes)} classes")
 
     @classmethod
-    def from_mapping(cls, mapped: Any, cue: Any = None) -> Guide:
-        """Wrap the result of ``mappings.CueMapper.map`` (and the cue it came from)."""
+    def from_mapping(cls, mapped: Any, cue: Any = None, extra_gains: Mapping[GainKey, float] | None = None) -> Guide:
+        """Wrap the result of ``mappings.CueMapper.map`` (and the cue it came from), plus ``extra_gains``."""
         labels = tuple(getattr(cue, "labels", ())) if cue is not None else ()
         source = getattr(cue, "source", "text" if isinstance(cue, str) else "manual")
         if isinstance(cue, str):
             labels = ((cue, 1.0),)
-        return cls(tuple(mapped.classes), tuple(mapped.gains.items()), bool(mapped.confident), mapped.explain(),
-                   labels, source)
+        gains = {**dict(extra_gains or {}), **mapped.gains}
+        return cls(tuple(mapped.classes), tuple(gains.items()), bool(mapped.confident), mapped.explain(), labels, source)
 
     def gain_map(self) -> dict[GainKey, float]:
         """The gains as a new dict."""

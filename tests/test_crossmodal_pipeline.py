@@ -15,6 +15,7 @@ from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassificati
 from audio import AudioTagger, TextCue
 from audio.labels import audioset_labels
 from crossmodal import Guide, GuidedClassifier
+from crossmodal.classifier import class_id_tree
 from crossmodal import calibrate as calibrate_cli
 from crossmodal import evaluate as evaluate_cli
 from crossmodal import run
@@ -78,10 +79,13 @@ def wav(tmp_path_factory):
 def test_text_guide_goes_through_the_mapper(clf):
     guide = clf.guide(text="meow")
     mapped = default_mapper().map(TextCue("meow"))
-    assert guide == Guide.from_mapping(mapped, TextCue("meow"))
+    # the tiny tree: a = {281, 282, 283}, b = {284, c}, c = {285, 151}: only node "a" is fully cued
+    assert guide == Guide.from_mapping(mapped, TextCue("meow"), {"a": min(mapped.gains[c] for c in (281, 282, 283))})
     assert guide.classes == (281, 282, 283, 284, 285) and guide.source == "text" and guide.cue == (("meow", 1.0),)
+    assert "b" not in guide.gain_map() and "c" not in guide.gain_map()
     result = clf.predict(np.zeros((30, 30, 3), np.uint8), guide, "cutout+attend")
     assert {p.class_id for p in result.predictions} == set(guide.classes) and result.fallback is None
+    assert dict(result.gains)["a"] == guide.gain_map()["a"]
     with pytest.raises(ValueError, match="exactly one of text= or audio="):
         clf.guide()
 
@@ -91,7 +95,8 @@ def test_audio_guides_from_files_waveforms_and_streams(clf, ast_dir, wav):
     expected = tagger.cue(wav)
     guide = clf.guide(audio=wav)
     assert (guide.source, guide.cue) == ("audio", expected.labels)
-    assert guide == Guide.from_mapping(default_mapper().map(expected), expected)
+    mapped = default_mapper().map(expected)
+    assert guide == Guide.from_mapping(mapped, expected, mapped.node_gains(class_id_tree(clf.model)))
     wave, rate = sf.read(wav, dtype="float32")
     assert clf.guide(audio=(wave, rate)).cue == tagger.cue(wave, sampling_rate=rate).labels
     stream = clf.cue_stream(rate, window_seconds=1.0, interval_seconds=0.5)
