@@ -1,0 +1,246 @@
+"""GuidedClassifier: one SeqPar model, many cues, many threads.
+
+Modes (paper): ``unguided`` (the full model), ``attend`` (the full model with top-down gains on the
+cued classes' branches), ``cutout`` (only the trunk and the cued classes' branches; softmax over
+the kept classes, Eq. 3) and ``cutout+attend`` (both). A guide that is not confident, or whose
+classes this model does not have, falls back to ``unguided`` and the result says why.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from timm.data import ImageNetInfo
+
+from vision import SeqParModel, load_seqpar
+
+from .cutouts import CutoutCache
+from .frames import Frame, FramePreprocessor, split_batch
+from .guide import GainKey, Guide
+from .result import MODES, GuidedResult, Prediction, RunCost, Timings
+
+CALIBRATION_KEY = "calibration"  # config.metadata[CALIBRATION_KEY]["level_gains"]: one gain (or None) per level
+
+
+class GuidedClassifier:
+    """Guided recognition over any :class:`vision.SeqParModel` (see the module docstring for the modes).
+
+    ``level_gains`` (one value or ``None`` per tree level) replaces the guide's gain of every cued
+    node at that level, as calibrated by ``crossmodal.calibrate``; by default it is read from the
+    model's ``config.metadata["calibration"]``. Guides are arguments, never state: one classifier
+    serves any number of threads and cues at once.
+    """
+
+    def __init__(self, model: SeqParModel, *, cache_size: int = 32,
+                 level_gains: Sequence[float | None] | None = None, cues: Any = None):
+        self.model = model.eval()
+        self._cues = cues
+        self._cues_lock = threading.Lock()
+        self.preprocessor = FramePreprocessor.for_model(model)
+        self.cutouts = CutoutCache(model, cache_size)
+        self.full_cost = self.cutouts.costs.cost(model)
+        self.class_names = _class_names(model)
+        if level_gains is None:
+            level_gains = model.config.metadata.get(CALIBRATION_KEY, {}).get("level_gains")
+        self.level_gains = _check_level_gains(level_gains, len(model.levels))
+        self._levels = {cid: model.hierarchy.leaf_position(i)[0] for i, cid in enumerate(model.class_ids)}
+        self._levels.update({name: model.hierarchy.node_position(name)[0] for name in model.hierarchy.node_names})
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike = "default", *, audio_model: str | os.PathLike | None = None,
+                        **kwargs: Any) -> GuidedClassifier:
+        """A classifier over a saved SeqPar model directory (``"default"``: the packaged model).
+
+        ``audio_model``: AST checkpoint id or directory for audio cues (loaded on the first audio cue).
+        """
+        seqpar = load_seqpar(model)
+        if audio_model is not None:
+            from .cues import CueGuides
+
+            kwargs["cues"] = CueGuides(audio_model=audio_model, tree=class_id_tree(seqpar))
+        return cls(seqpar, **kwargs)
+
+    @property
+    def cues(self):
+        """The :class:`crossmodal.cues.CueGuides` (mapper and audio tagger, loaded on first use)."""
+        with self._cues_lock:
+            if self._cues is None:
+                from .cues import CueGuides
+
+                self._cues = CueGuides(tree=class_id_tree(self.model))
+            return self._cues
+
+    def guide(self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None,
+              top_k: int = 5) -> Guide:
+        """A guide from a text cue, or from a sound: a file, ``(waveform, rate)`` or a waveform + ``sampling_rate``."""
+        if (text is None) == (audio is None):
+            raise ValueError("guide needs exactly one of text= or audio=")
+        if text is not None:
+            return self.cues.from_text(text)
+        if isinstance(audio, tuple):
+            if len(audio) != 2 or sampling_rate is not None:
+                raise ValueError("audio as a tuple must be (waveform, sampling_rate), without sampling_rate=")
+            audio, sampling_rate = audio
+        return self.cues.from_audio(audio, sampling_rate, top_k)
+
+    def cue_stream(self, sampling_rate: int, **options: Any):
+        """A :class:`crossmodal.stream.CueStream` for PCM chunks (options: window_seconds, interval_seconds, top_k)."""
+        return self.cues.stream(sampling_rate, **options)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---------------------------------------------------------------- predict
+    def predict(self, frame: Frame, guide: Guide | None = None, mode: str = "cutout+attend", top_k: int = 5,
+                bgr: bool = False, level_gains: Sequence[float | None] | None = None) -> GuidedResult:
+        """Classify one frame (path, PIL image, numpy HxWx3 uint8, torch 3xHxW)."""
+        if isinstance(frame, (list, tuple)) or getattr(frame, "ndim", 3) == 4:
+            raise ValueError("predict takes one frame; use predict_batch for a batch of frames")
+        return self.predict_batch([frame], guide, mode, top_k, bgr, level_gains)[0]
+
+    def predict_batch(self, frames: Sequence[Frame] | Any, guide: Guide | None = None, mode: str = "cutout+attend",
+                      top_k: int = 5, bgr: bool = False,
+                      level_gains: Sequence[float | None] | None = None) -> list[GuidedResult]:
+        """Classify a batch (list of frames, numpy BxHxWx3 uint8 or torch Bx3xHxW) with one guide."""
+        _check_args(mode, top_k, guide)
+        start = time.perf_counter()
+        inputs = self.preprocessor(split_batch(frames), bgr)
+        preprocess_ms = 1e3 * (time.perf_counter() - start)
+        return self._run(inputs, guide, mode, top_k, preprocess_ms, level_gains)
+
+    def predict_preprocessed(self, inputs: torch.Tensor, guide: Guide | None = None, mode: str = "cutout+attend",
+                             top_k: int = 5,
+                             level_gains: Sequence[float | None] | None = None) -> list[GuidedResult]:
+        """Classify inputs already made by ``self.preprocessor`` (``(B, 3, S, S)``)."""
+        _check_args(mode, top_k, guide)
+        size = self.preprocessor.image_size
+        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or tuple(inputs.shape[1:]) != (3, size, size):
+            raise ValueError(f"preprocessed inputs must be a (B, 3, {size}, {size}) tensor, "
+                             f"got {getattr(inputs, 'shape', type(inputs).__name__)}")
+        return self._run(inputs, guide, mode, top_k, 0.0, level_gains)
+
+    @torch.inference_mode()
+    def trunk_features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The shared trunk's output for preprocessed inputs: the same for every mode, guide and gain."""
+        return self.model.trunk(inputs.to(self.device))
+
+    def predict_features(self, features: torch.Tensor, guide: Guide | None = None, mode: str = "cutout+attend",
+                         top_k: int = 5, level_gains: Sequence[float | None] | None = None,
+                         timings: tuple[float, float] = (0.0, 0.0)) -> list[GuidedResult]:
+        """Classify from :meth:`trunk_features` (compare modes or gains without rerunning the trunk).
+
+        ``timings`` are the (preprocess, trunk) milliseconds to report with the results.
+        """
+        _check_args(mode, top_k, guide)
+        return self._branches(features, guide, mode, top_k, level_gains, timings)
+
+    # --------------------------------------------------------------- internals
+    def resolve(self, guide: Guide | None, mode: str) -> tuple[str, str | None, tuple[int, ...]]:
+        """(mode that will run, fallback reason or None, the guide's classes this model has)."""
+        if mode == "unguided":
+            return mode, None, ()
+        if guide is None:
+            return "unguided", "no guide given", ()
+        if not guide.confident:
+            return "unguided", "the guide is not confident", ()
+        known = tuple(c for c in guide.classes if c in self._levels)
+        if not known:
+            return "unguided", "none of the guide's classes is a class of this model", ()
+        return mode, None, known
+
+    def gains_for(self, net: SeqParModel, guide: Guide,
+                  level_gains: Sequence[float | None] | None = None) -> dict[GainKey, float]:
+        """The guide's gains restricted to keys ``net`` knows, calibrated level gains applied."""
+        levels = self.level_gains if level_gains is None else _check_level_gains(level_gains, len(self.model.levels))
+        known = set(net.class_ids) | set(net.hierarchy.node_names)
+        out: dict[GainKey, float] = {}
+        for key, value in guide.gains:
+            if key in known:
+                calibrated = levels[self._levels[key]] if levels else None
+                out[key] = value if calibrated is None else calibrated
+        return out
+
+    def _run(self, inputs: torch.Tensor, guide: Guide | None, mode: str, top_k: int, preprocess_ms: float,
+             level_gains: Sequence[float | None] | None) -> list[GuidedResult]:
+        start = time.perf_counter()
+        features = self.trunk_features(inputs)
+        trunk_ms = 1e3 * (time.perf_counter() - start)
+        return self._branches(features, guide, mode, top_k, level_gains, (preprocess_ms, trunk_ms))
+
+    @torch.inference_mode()
+    def _branches(self, features: torch.Tensor, guide: Guide | None, mode: str, top_k: int,
+                  level_gains: Sequence[float | None] | None, timings: tuple[float, float]) -> list[GuidedResult]:
+        ran, fallback, classes = self.resolve(guide, mode)
+        start = time.perf_counter()
+        net, cost, cached = self.model, self.full_cost, None
+        if ran.startswith("cutout"):
+            entry, cached = self.cutouts.get(classes)
+            net, cost = entry.model, entry.cost
+        select_ms = 1e3 * (time.perf_counter() - start)
+        gains: dict[GainKey, float] = {}
+        if ran.endswith("attend"):
+            gains = self.gains_for(net, guide, level_gains)
+            if not gains:
+                ran = "cutout" if ran == "cutout+attend" else "unguided"
+                fallback = "no gain key of the guide is known to this model"
+        start = time.perf_counter()
+        logits = net.forward_branches(features, net.level_gains(gains or None, features.shape[0]))
+        probs = torch.softmax(logits.float(), dim=1)
+        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        branches_ms = 1e3 * (time.perf_counter() - start)
+        run_cost = RunCost(cost.params, cost.macs, self.full_cost.params, self.full_cost.macs)
+        times = Timings(timings[0], timings[1], select_ms, branches_ms)
+        ids = net.class_ids
+        applied = tuple(gains.items())
+        return [
+            GuidedResult(
+                tuple(Prediction(ids[i], self.class_names[ids[i]], p) for i, p in zip(row_i.tolist(), row_p.tolist())),
+                ran, mode, fallback, run_cost, guide, applied, times, cached,
+            )
+            for row_p, row_i in zip(values, indices)
+        ]
+
+
+def _check_args(mode: str, top_k: int, guide: Any) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if guide is not None and not isinstance(guide, Guide):
+        raise ValueError(f"guide must be a crossmodal.Guide or None, got {type(guide).__name__}")
+
+
+def _check_level_gains(values: Sequence[float | None] | None, levels: int) -> tuple[float | None, ...] | None:
+    if values is None:
+        return None
+    values = tuple(values)
+    if len(values) != levels:
+        raise ValueError(f"level_gains needs one value (or None) per tree level: {levels} levels, got {values}")
+    for v in values:
+        if v is not None and not (isinstance(v, (int, float)) and 0 <= float(v) < float("inf")):
+            raise ValueError(f"level gains must be finite numbers >= 0 or None, got {values}")
+    return tuple(None if v is None else float(v) for v in values)
+
+
+def class_id_tree(model: SeqParModel) -> dict:
+    """The model's class tree with class ids (``config.class_ids``) as leaves instead of output indices."""
+    def visit(node: Any) -> Any:
+        if isinstance(node, int):
+            return model.class_ids[node]
+        return {"name": node["name"], "children": [visit(c) for c in node["children"]]}
+
+    return visit(model.config.hierarchy)
+
+
+def _class_names(model: SeqParModel) -> dict[int, str]:
+    """Per class id: the config's names, else the ImageNet-1k name (label ids are ImageNet indices)."""
+    if model.config.class_names:
+        return dict(zip(model.class_ids, model.config.class_names))
+    info = ImageNetInfo()
+    return {c: info.index_to_description(c) if 0 <= c < 1000 else str(c) for c in model.class_ids}

@@ -1,0 +1,141 @@
+"""A bounded, thread-safe LRU cache of cutouts (one per class subset), with build-time accounting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vision import SeqParModel
+from vision.cost import Cost, count_params
+
+
+@dataclass(frozen=True)
+class BranchCosts:
+    """MACs per image of a model's trunk, and of each level's blocks and heads, measured once.
+
+    Fused branch levels cost the same per kept node (grouped convolutions) and per kept leaf
+    (heads), so the MACs of any cutout follow without running it: building a cutout needs no
+    forward pass. ``tests/test_crossmodal_classifier.py`` checks this against ``vision.cost.measure``.
+    """
+
+    trunk_macs: int
+    block_macs: tuple[int, ...]  # per level, all groups
+    head_macs: tuple[int, ...]  # per level, all leaves
+    groups: tuple[int, ...]
+    leaves: tuple[int, ...]
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: SeqParModel) -> BranchCosts:
+        size = model.config.image_size
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+        flops = counter.get_flop_counts()
+        macs = lambda name: sum(flops.get(f"SeqParModel.{name}", {}).values()) // 2  # noqa: E731
+        heads = tuple(macs(f"levels.{d}.head") for d in range(len(model.levels)))
+        return cls(macs("trunk"), tuple(macs(f"levels.{d}") - h for d, h in enumerate(heads)), heads,
+                   tuple(level.groups for level in model.levels), tuple(len(level.leaf_list) for level in model.levels))
+
+    def cost(self, net: SeqParModel) -> Cost:
+        """Params (counted) and MACs per image of ``net``: the model itself or one of its cutouts."""
+        macs = self.trunk_macs
+        for d, level in enumerate(net.levels):
+            macs += self.block_macs[d] * level.groups // self.groups[d]
+            if self.leaves[d]:
+                macs += self.head_macs[d] * len(level.leaf_list) // self.leaves[d]
+        return Cost(count_params(net), macs)
+
+
+@dataclass(frozen=True)
+class CachedCutout:
+    """A cutout of the classifier's model, its cost per image and how long building it (with its cost) took."""
+
+    classes: tuple[int, ...]
+    model: SeqParModel
+    cost: Cost
+    build_seconds: float
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    hits: int
+    misses: int
+    size: int
+    max_size: int
+    build_seconds: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "size": self.size, "max_size": self.max_size,
+                "build_seconds": list(self.build_seconds)}
+
+
+class CutoutCache:
+    """``get(classes)`` returns the cutout for that subset, building it once (other threads wait for it).
+
+    Cutouts share the model's trunk read-only (``share_trunk=True``), so a cached cutout costs only
+    its branches' memory. The least recently used subset is dropped beyond ``max_size``.
+    """
+
+    def __init__(self, model: SeqParModel, max_size: int = 32):
+        if max_size < 1:
+            raise ValueError(f"max_size must be >= 1, got {max_size}")
+        self.model = model
+        self.max_size = max_size
+        self.costs = BranchCosts.of(model)
+        self._entries: OrderedDict[tuple[int, ...], Future] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = self._misses = 0
+        self._build_seconds: deque[float] = deque(maxlen=1000)  # the latest builds
+
+    def get(self, classes: Sequence[int]) -> tuple[CachedCutout, bool]:
+        """(the cutout for ``classes``, whether it came from the cache)."""
+        key = tuple(classes)
+        with self._lock:
+            future = self._entries.get(key)
+            hit = future is not None
+            if hit:
+                self._entries.move_to_end(key)
+                self._hits += 1
+            else:
+                future = Future()
+                self._entries[key] = future
+                self._misses += 1
+        if hit:
+            return future.result(), True
+        try:
+            entry = self._build(key)
+        except BaseException as err:
+            with self._lock:
+                if self._entries.get(key) is future:
+                    del self._entries[key]
+            future.set_exception(err)
+            raise
+        future.set_result(entry)
+        with self._lock:  # evict only after a successful build: a bad request never drops a good cutout
+            while len(self._entries) > self.max_size:
+                self._entries.popitem(last=False)
+        return entry, False
+
+    def _build(self, key: tuple[int, ...]) -> CachedCutout:
+        start = time.perf_counter()
+        cutout = self.model.cutout(list(key), share_trunk=True).eval()
+        cost = self.costs.cost(cutout)
+        seconds = time.perf_counter() - start
+        with self._lock:
+            self._build_seconds.append(seconds)
+        return CachedCutout(key, cutout, cost, seconds)
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(self._hits, self._misses, len(self._entries), self.max_size, tuple(self._build_seconds))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

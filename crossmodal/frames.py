@@ -1,0 +1,151 @@
+"""Frames in every form a user or a robot has them -> the model's input tensor.
+
+Accepted frames: image file paths, PIL images, numpy ``HxWx3`` uint8 arrays (RGB, or BGR from
+OpenCV with ``bgr=True``) and torch ``3xHxW`` tensors (uint8, or float in [0, 1], rounded to 8 bit
+so that every form of the same picture gives the same input). Preprocessing is the model's own
+eval transform: timm's data config of the trunk's timm model, at the SeqPar config's
+``image_size``, with optional overrides in ``config.metadata["data_config"]``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from timm.data import create_transform, resolve_model_data_config
+
+Frame = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+DATA_CONFIG_KEYS = ("mean", "std", "crop_pct", "crop_mode", "interpolation")
+
+
+def model_data_config(model: torch.nn.Module) -> dict[str, Any]:
+    """The eval data config of a SeqPar model: timm's, at ``config.image_size``, plus metadata overrides."""
+    data = dict(resolve_model_data_config(model.trunk.body))
+    size = int(model.config.image_size)
+    data["input_size"] = (3, size, size)
+    overrides = model.config.metadata.get("data_config", {})
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"config.metadata['data_config'] must be a mapping, got {type(overrides).__name__}")
+    unknown = set(overrides) - set(DATA_CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"config.metadata['data_config'] has unknown keys {sorted(unknown)}; allowed: {DATA_CONFIG_KEYS}")
+    for key, value in overrides.items():
+        data[key] = tuple(value) if key in ("mean", "std") else value
+    return data
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as RGB; FileNotFoundError when missing, ValueError when unreadable or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} not found")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image file {path}: {err}") from err
+    return _check_pil(image, str(path))
+
+
+def to_pil(frame: Frame, bgr: bool = False) -> Image.Image:
+    """One frame as an RGB PIL image (see the module docstring for the accepted forms)."""
+    if isinstance(frame, (str, os.PathLike)):
+        _no_bgr(bgr, "an image file")
+        return load_image(frame)
+    if isinstance(frame, Image.Image):
+        _no_bgr(bgr, "a PIL image")
+        return _check_pil(frame.convert("RGB"), "PIL image")
+    if isinstance(frame, np.ndarray):
+        return Image.fromarray(_check_array(frame, bgr))
+    if isinstance(frame, torch.Tensor):
+        _no_bgr(bgr, "a torch tensor")
+        return Image.fromarray(_tensor_to_array(frame))
+    raise ValueError(
+        f"unsupported frame type {type(frame).__name__}: expected an image path, a PIL image, "
+        "a numpy HxWx3 uint8 array or a torch 3xHxW tensor"
+    )
+
+
+def split_batch(frames: Frame | Sequence[Frame]) -> list[Frame]:
+    """A batch of frames as a list: a list/tuple, a numpy ``BxHxWx3`` array or a torch ``Bx3xHxW`` tensor."""
+    if isinstance(frames, (list, tuple)):
+        out = list(frames)
+    elif isinstance(frames, np.ndarray) and frames.ndim == 4:
+        out = list(frames)
+    elif isinstance(frames, torch.Tensor) and frames.ndim == 4:
+        out = list(frames.unbind(0))
+    else:
+        raise ValueError(
+            "a batch must be a list of frames, a numpy BxHxWx3 uint8 array or a torch Bx3xHxW tensor, "
+            f"got {_describe(frames)}"
+        )
+    if not out:
+        raise ValueError("the batch of frames is empty")
+    return out
+
+
+class FramePreprocessor:
+    """Turns frames into the normalised ``(B, 3, S, S)`` input of one model (thread-safe, stateless)."""
+
+    def __init__(self, data_config: Mapping[str, Any]):
+        self.data_config = dict(data_config)
+        self.transform = create_transform(**self.data_config, is_training=False)
+
+    @classmethod
+    def for_model(cls, model: torch.nn.Module) -> FramePreprocessor:
+        return cls(model_data_config(model))
+
+    @property
+    def image_size(self) -> int:
+        return int(self.data_config["input_size"][-1])
+
+    def __call__(self, frames: Sequence[Frame], bgr: bool = False) -> torch.Tensor:
+        return torch.stack([self.transform(to_pil(f, bgr)) for f in frames])
+
+
+def _no_bgr(bgr: bool, what: str) -> None:
+    if bgr:
+        raise ValueError(f"bgr=True applies to numpy frames (OpenCV), not to {what}")
+
+
+def _check_pil(image: Image.Image, what: str) -> Image.Image:
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"{what} is empty ({image.width}x{image.height} pixels)")
+    return image
+
+
+def _check_array(array: np.ndarray, bgr: bool) -> np.ndarray:
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"a numpy frame must be HxWx3 (RGB, or BGR with bgr=True), got shape {array.shape}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"a numpy frame must have dtype uint8, got {array.dtype}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"the numpy frame is empty (shape {array.shape})")
+    return np.ascontiguousarray(array[:, :, ::-1] if bgr else array)
+
+
+def _tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise ValueError(f"a torch frame must be 3xHxW (RGB), got shape {tuple(tensor.shape)}")
+    if tensor.shape[1] == 0 or tensor.shape[2] == 0:
+        raise ValueError(f"the torch frame is empty (shape {tuple(tensor.shape)})")
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.uint8:
+        pixels = tensor
+    elif tensor.is_floating_point():
+        if not torch.isfinite(tensor).all() or tensor.min() < 0 or tensor.max() > 1:
+            raise ValueError("a float torch frame must hold finite values in [0, 1]")
+        pixels = (tensor * 255).round().to(torch.uint8)
+    else:
+        raise ValueError(f"a torch frame must be uint8 or float in [0, 1], got {tensor.dtype}")
+    return pixels.permute(1, 2, 0).contiguous().numpy()
+
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else type(value).__name__

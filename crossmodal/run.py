@@ -1,0 +1,107 @@
+"""``python -m crossmodal.run --image scene.jpg --text "meow"`` (or ``--audio meow.wav``): one guided prediction.
+
+Exit codes: 0 ok, 2 bad input (missing file, bad argument, model not available offline), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from .cli_util import run_main
+from .result import MODES
+
+OFFLINE_HINT = "Pass a local AST checkpoint with --audio-model DIR; --text works offline (e.g. --text \"meow\")."
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossmodal", description="Guided visual recognition: a sound or text cue selects and amplifies the "
+                                       "parts of a SeqPar network that matter for the cued categories.")
+    parser.add_argument("--image", required=True, help="image file to classify")
+    cue = parser.add_mutually_exclusive_group()
+    cue.add_argument("--audio", help="sound file whose tags (AST, AudioSet labels) give the cue")
+    cue.add_argument("--text", help="text cue, e.g. 'meow' or 'find the cat'")
+    parser.add_argument("--mode", choices=MODES, default=None,
+                        help="default: cutout+attend with a cue, unguided without")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--model", default="default", help="SeqPar model directory (default: the packaged model)")
+    parser.add_argument("--audio-model", default=None,
+                        help="AST checkpoint: Hub id (needs network or the Hub cache) or local directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one guided prediction; returns a JSON-ready dict (raises ValueError/FileNotFoundError on bad input)."""
+    from .classifier import GuidedClassifier
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    clf = GuidedClassifier.from_pretrained(args.model, audio_model=args.audio_model)
+    timings["load_model_ms"] = 1e3 * (time.perf_counter() - start)
+    cue = guide = None
+    if args.audio is not None or args.text is not None:
+        start = time.perf_counter()
+        clf.cues.mapper  # noqa: B018 - load the mapper now, so that its time is reported apart from mapping
+        timings["load_mapper_ms"] = 1e3 * (time.perf_counter() - start)
+        start = time.perf_counter()
+        if args.audio is not None:
+            try:
+                cue = clf.cues.audio_cue(args.audio)
+            except FileNotFoundError as err:
+                if "AST model" in str(err):
+                    raise FileNotFoundError(f"{err} {OFFLINE_HINT}") from err
+                raise
+            timings["audio_tagging_ms"] = 1e3 * (time.perf_counter() - start)
+        else:
+            from audio import TextCue
+
+            cue = TextCue(args.text)
+        start = time.perf_counter()
+        guide = clf.cues.from_cue(cue)
+        timings["cue_mapping_ms"] = 1e3 * (time.perf_counter() - start)
+    mode = args.mode or ("cutout+attend" if guide is not None else "unguided")
+    result = clf.predict(args.image, guide, mode=mode, top_k=args.top_k)
+    timings.update({f"{k}": v for k, v in result.timings.to_dict().items()})
+    return {"image": args.image, "model": str(args.model), "cue": cue.to_dict() if cue is not None else None,
+            **result.to_dict(), "timings": timings}
+
+
+def format_text(out: dict[str, Any]) -> str:
+    """The human-readable report of :func:`main`'s result."""
+    lines = [f"image: {out['image']}   model: {out['model']}"]
+    if out["cue"] is not None:
+        labels = ", ".join(f"{c['label']} ({c['score']:.2f})" for c in out["cue"]["labels"])
+        lines.append(f"cue ({out['cue']['source']}): {labels}")
+    if out["guide"] is not None:
+        guide = out["guide"]
+        lines.append(f"mapped classes ({len(guide['classes'])}): {guide['classes'][:20]}"
+                     f"{' ...' if len(guide['classes']) > 20 else ''}")
+        lines.append("gains applied: " + (", ".join(f"{k} x{v:.2f}" for k, v in out["gains"].items()) or "none"))
+        lines.append(guide["explanation"])
+    mode = out["mode"] + (f" (requested {out['requested_mode']}; fallback: {out['fallback']})" if out["fallback"] else "")
+    lines.append(f"mode: {mode}")
+    cost = out["cost"]
+    lines.append(f"cost: {cost['params']:,} params, {cost['gmacs']:.3f} GMACs  vs full model "
+                 f"{cost['full_params']:,} params, {cost['full_gmacs']:.3f} GMACs  "
+                 f"({100 * cost['param_reduction']:.1f} % fewer params, {100 * cost['mac_reduction']:.1f} % fewer GMACs)")
+    lines.append("top predictions:")
+    lines += [f"  {p['prob']:7.2%}  {p['class_id']:5d}  {p['name']}" for p in out["predictions"]]
+    lines.append("timings: " + ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in out["timings"].items()))
+    return "\n".join(lines)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    code, out = run_main(main, args)
+    if code == 0:
+        print(json.dumps(out, indent=2) if args.json else format_text(out))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
