@@ -17,6 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 BLOCK_TYPES = ("bottleneck", "convnext", "mbconv")
+# Grouped 1x1 convolutions on at most this many pixels (batch x height x width) run as a batched
+# matmul: measured 2-10x faster than the grouped convolution at batch 1 on 7x7 and 14x14 maps
+# (benchmarks/cutout.py); larger inputs keep the grouped convolution.
+MATMUL_MAX_PIXELS = 256
 
 
 class Grouped(nn.Module):
@@ -93,8 +97,20 @@ class GroupedConv2d(Grouped):
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         if shared and self.depthwise:
             x, shared = expand_shared(x, self.groups), False
+        pointwise = self.weight.shape[-1] == 1 and not self.depthwise and not shared
+        if pointwise and x.shape[0] * x.shape[2] * x.shape[3] <= MATMUL_MAX_PIXELS * self.stride**2:
+            return self._pointwise_matmul(x)
         conv_groups = 1 if shared else self.groups * (self.in_channels if self.depthwise else 1)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, conv_groups)
+
+    def _pointwise_matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """A grouped 1x1 convolution as one batched matrix product (faster on small maps)."""
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        b, _, h, w = x.shape
+        weight = self.weight.view(self.groups, -1, self.in_channels)
+        out = torch.matmul(weight, x.reshape(b, self.groups, self.in_channels, h * w)).view(b, -1, h, w)
+        return out if self.bias is None else out + self.bias[:, None, None]
 
 
 class GroupedBatchNorm2d(Grouped):
