@@ -1,0 +1,222 @@
+"""Contracts of SeqPar models: fused == loop, exact cutouts, gains, save/load, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+
+from tests.vision_helpers import TREE, random_tree, tiny_config, tiny_model
+from vision import SeqParModel, build_seqpar, load_seqpar
+from vision.cost import measure
+from vision.reference import BranchLoop
+
+BACKBONES = ["resnet18", "convnextv2_atto", "tf_efficientnet_lite0"]
+X = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_fused_matches_branch_loop(backbone):
+    model = tiny_model(backbone)
+    gains = {2: 2.5, "c": 0.5, 6: 0.0}
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), BranchLoop(model)(X), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model(X, gains=gains), BranchLoop(model)(X, gains=gains), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_matches_loop_for_phl_and_pooling_only_leaves():
+    phl = tiny_model(tree=None, num_classes=5, branch_channels=(8,))
+    one_branch = tiny_model(tree={"name": "root", "children": [{"name": "all", "children": [0, 1, 2]}]},
+                            num_classes=3, branch_channels=(16, 16), branch_depth=(2, 0), branch_stride=(2, 1))
+    with torch.no_grad():
+        for model in (phl, one_branch):
+            torch.testing.assert_close(model(X), BranchLoop(model)(X), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(model(X, gains={0: 3.0}), BranchLoop(model)(X, gains={0: 3.0}),
+                                       atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_cutout_logits_equal_full_logits_in_requested_order(backbone):
+    model = tiny_model(backbone)
+    classes = [5, 0, 6]
+    with torch.no_grad():
+        sub = model.cutout(classes)
+        torch.testing.assert_close(sub(X), model(X)[:, classes], atol=1e-5, rtol=1e-5)
+        # Eq. 3: the softmax over the kept logits.
+        torch.testing.assert_close(sub(X).softmax(1), model(X)[:, classes].softmax(1), atol=1e-5, rtol=1e-5)
+    assert sub.config.class_ids == (5, 0, 6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(num_classes=st.integers(2, 10), seed=st.integers(0, 10_000), data=st.data())
+def test_cutout_exact_for_random_trees_and_subsets(num_classes, seed, data):
+    tree = random_tree(num_classes, seed)
+    model = tiny_model(tree=tree, num_classes=num_classes, seed=seed % 7)
+    classes = data.draw(st.lists(st.integers(0, num_classes - 1), min_size=1, max_size=num_classes, unique=True))
+    with torch.no_grad():
+        full = model(X)
+        torch.testing.assert_close(model.cutout(classes)(X), full[:, classes], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(BranchLoop(model)(X), full, atol=1e-5, rtol=1e-5)
+
+
+def test_cutout_of_cutout_and_original_untouched():
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        full = model(X)
+        sub = model.cutout([1, 4, 5, 3])
+        subsub = sub.cutout([5, 1])
+        torch.testing.assert_close(subsub(X), full[:, [5, 1]], atol=1e-5, rtol=1e-5)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    sub_params = {p.data_ptr() for p in sub.parameters()}
+    assert not sub_params & {p.data_ptr() for p in model.parameters()}, "a cutout must not share weights"
+
+
+def test_cutout_is_smaller_and_drops_unrelated_branches():
+    model = tiny_model()
+    sub = model.cutout([0])
+    assert len(sub.state_dict()) < len(model.state_dict())
+    assert sub.hierarchy.node_names == ("a",)
+    full_cost, cut_cost = measure(model, (1, 3, 32, 32)), measure(sub, (1, 3, 32, 32))
+    assert cut_cost.params < full_cost.params and cut_cost.macs < full_cost.macs
+    trunk_params = sum(p.numel() for p in model.trunk.parameters())
+    assert full_cost.parts[0].params == cut_cost.parts[0].params == trunk_params
+
+
+@pytest.mark.parametrize("classes, message", [
+    ([], "at least one class"), ([1, 1], "duplicates"), ([99], "not classes of this model"),
+])
+def test_cutout_rejects_bad_classes(classes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model().cutout(classes)
+
+
+def test_gain_one_is_an_exact_identity():
+    model = tiny_model()
+    with torch.no_grad():
+        base = model(X)
+        ones = {c: 1.0 for c in range(7)} | {"a": 1.0, "b": 1.0, "c": 1.0}
+        assert torch.equal(model(X, gains=ones), base)
+        assert torch.equal(model(X, gains=torch.ones(7)), base)
+
+
+@pytest.mark.parametrize("key, affected", [(2, {2}), (6, {6}), ("c", {4, 5}), ("b", {3, 4, 5}), ("a", {0, 1, 2})])
+def test_gain_changes_only_logits_downstream_of_the_node(key, affected):
+    model = tiny_model()
+    with torch.no_grad():
+        base = model(X)
+        changed = (model(X, gains={key: 3.0}) - base).abs().amax(0) > 1e-6
+    assert {i for i in range(7) if changed[i]} == affected
+
+
+def test_gain_tensor_gives_per_sample_cues_and_matches_dicts():
+    model = tiny_model()
+    gains = torch.ones(3, 7)
+    gains[0, 2], gains[1, 5] = 4.0, 0.2
+    with torch.no_grad():
+        batched = model(X, gains=gains)
+        assert torch.allclose(batched[0:1], model(X[0:1], gains={2: 4.0}), atol=1e-5)
+        assert torch.allclose(batched[1:2], model(X[1:2], gains={5: 0.2}), atol=1e-5)
+        assert torch.allclose(batched[2:3], model(X[2:3]), atol=1e-5)
+
+
+def test_gains_work_on_cutouts_and_agree_with_the_full_model():
+    model = tiny_model()
+    sub = model.cutout([4, 5, 0])
+    gains = {5: 2.0, "c": 1.5}
+    with torch.no_grad():
+        torch.testing.assert_close(sub(X, gains=gains), model(X, gains=gains)[:, [4, 5, 0]], atol=1e-5, rtol=1e-5)
+
+
+def test_enhancing_and_inhibiting_move_the_cued_logit_apart():
+    model = tiny_model(tree=None, num_classes=4, branch_channels=(8,), branch_depth=(0,))
+    with torch.no_grad():
+        base = model(X)[:, 1]
+        bias = model.levels[0].head.bias[1]
+        silenced = model(X, gains={1: 0.0})[:, 1]
+        assert torch.allclose(silenced, bias.expand_as(silenced))  # gain 0 silences the branch's features
+        assert torch.allclose(model(X, gains={1: 2.0})[:, 1] - bias, 2 * (base - bias), atol=1e-5)
+
+
+@pytest.mark.parametrize("gains, message", [
+    ({2: -1.0}, "finite number >= 0"), ({"nope": 2.0}, "unknown tree node"), ({42: 2.0}, "neither a class id"),
+    ({1: float("nan")}, "finite"), (torch.ones(2, 5), "shape"), ([1.0], "mapping"),
+])
+def test_bad_gains_raise(gains, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model()(X, gains=gains)
+
+
+def test_gains_are_arguments_not_state():
+    model = tiny_model()
+    with torch.no_grad():
+        base = model(X)
+        model(X, gains={2: 5.0})
+        assert torch.equal(model(X), base)
+
+
+@pytest.mark.parametrize("cut", [None, [6, 4]])
+def test_save_load_round_trip(tmp_path, cut):
+    model = tiny_model(class_names=tuple(f"name{i}" for i in range(7)), metadata={"source": "test"})
+    if cut:
+        model = model.cutout(cut)
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = load_seqpar(tmp_path)
+    assert loaded.config == model.config
+    with torch.no_grad():
+        assert torch.equal(loaded(X), model(X))
+    if cut:
+        assert loaded.config.class_names == ("name6", "name4")
+
+
+def test_load_reports_missing_files_and_mismatched_weights(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_seqpar(tmp_path)
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    dropped = sorted(state)[-1]
+    del state[dropped]
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=f"missing: \\['{dropped}'"):
+        load_seqpar(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "branch_channels": [32, 8, 8]}))
+    with pytest.raises(ValueError, match="wrong shape"):
+        load_seqpar(tmp_path)
+
+
+def test_frozen_trunk_stays_in_eval_mode_and_has_no_gradients():
+    model = build_seqpar(tiny_config(freeze_trunk=True)).train()
+    assert not any(p.requires_grad for p in model.trunk.parameters())
+    assert all(p.requires_grad for p in model.levels.parameters())
+    assert not model.trunk.training and model.levels.training
+    bn = next(m for m in model.trunk.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    stats = bn.running_mean.clone()
+    model(X).sum().backward()
+    assert torch.equal(bn.running_mean, stats)
+
+
+def test_training_mode_cutout_keeps_mode_and_gradients_flow():
+    model = tiny_model().train()
+    sub = model.cutout([0, 6])
+    assert sub.training
+    sub(X).sum().backward()
+    assert all(p.grad is not None for p in sub.levels.parameters())
+
+
+def test_trunk_is_the_timm_backbone_up_to_the_split_point():
+    import timm
+
+    model = build_seqpar(tiny_config())
+    reference = timm.create_model("resnet18")
+    expected = sum(p.numel() for name, p in reference.named_parameters()
+                   if name.split(".")[0] in {"conv1", "bn1", "layer1"})
+    assert sum(p.numel() for p in model.trunk.parameters()) == expected
+    assert isinstance(model, SeqParModel)

@@ -1,0 +1,249 @@
+"""Fused branch blocks: G sibling branches of one tree level run as one grouped op per layer.
+
+Every tensor of a grouped module is laid out group-major along its first dimension (group ``g``
+owns rows ``g*k:(g+1)*k``), so ``select(idx)`` slices any module down to a subset of its groups.
+A level's input is either ``(B, G*C, H, W)`` (one slice per branch) or, when all branches share
+one parent, the parent's ``(B, C, H, W)`` map (``shared=True``): a grouped conv's weight
+``(G*out, C, k, k)`` applied densely to a shared map equals the grouped conv on G copies of it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLOCK_TYPES = ("bottleneck", "convnext", "mbconv")
+
+
+class Grouped(nn.Module):
+    """Base of grouped modules: remembers its constructor arguments so it can be sliced."""
+
+    def __init__(self, groups: int, **kwargs: Any):
+        super().__init__()
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
+        self.groups = groups
+        self._kwargs = kwargs
+
+    def select(self, idx: torch.Tensor) -> Grouped:
+        """A new module holding only groups ``idx`` (copies; this module is untouched)."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        with torch.device("meta"):
+            new = type(self)(groups=len(idx), **self._kwargs)
+        state = {k: _slice_groups(v, self.groups, idx) for k, v in self.state_dict().items()}
+        new.load_state_dict(state, assign=True)
+        new.train(self.training)
+        return new
+
+
+def _slice_groups(t: torch.Tensor, groups: int, idx: torch.Tensor) -> torch.Tensor:
+    if t.ndim == 0:
+        return t.clone()
+    return t.reshape(groups, -1, *t.shape[1:])[idx.to(t.device)].reshape(-1, *t.shape[1:])
+
+
+def expand_shared(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Turn a shared ``(B, C, H, W)`` map into ``(B, G*C, H, W)`` (one copy per branch)."""
+    return x.repeat(1, groups, 1, 1)
+
+
+def add_residual(out: torch.Tensor, x: torch.Tensor, groups: int, shared: bool) -> torch.Tensor:
+    """``out + x`` where ``x`` may be a shared map broadcast over the groups."""
+    if not shared:
+        return out + x
+    b, _, h, w = out.shape
+    return (out.view(b, groups, -1, h, w) + x.unsqueeze(1)).view(b, -1, h, w)
+
+
+def apply_gain(x: torch.Tensor, gain: torch.Tensor | None, groups: int) -> torch.Tensor:
+    """Multiply each group's feature maps by its gain (``gain``: ``(B or 1, G)``)."""
+    if gain is None:
+        return x
+    b, _, h, w = x.shape
+    return (x.view(b, groups, -1, h, w) * gain.to(x.dtype)[:, :, None, None, None]).view(b, -1, h, w)
+
+
+class GroupedConv2d(Grouped):
+    """G independent convolutions (or depthwise convolutions) as one grouped convolution."""
+
+    def __init__(self, groups: int, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int = 1, depthwise: bool = False, bias: bool = False):
+        super().__init__(groups, in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+                         stride=stride, depthwise=depthwise, bias=bias)
+        if depthwise and in_channels != out_channels:
+            raise ValueError("a depthwise convolution keeps its channel count")
+        self.stride = stride
+        self.padding = kernel_size // 2 if stride == 1 or kernel_size % 2 else 0
+        self.depthwise = depthwise
+        self.in_channels = in_channels
+        self.weight = nn.Parameter(torch.empty(groups * out_channels, 1 if depthwise else in_channels,
+                                               kernel_size, kernel_size))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.bias = nn.Parameter(torch.zeros(groups * out_channels)) if bias else None
+
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        if shared and self.depthwise:
+            x, shared = expand_shared(x, self.groups), False
+        conv_groups = 1 if shared else self.groups * (self.in_channels if self.depthwise else 1)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, conv_groups)
+
+
+class GroupedBatchNorm2d(Grouped):
+    """One BatchNorm per branch, computed as a single BatchNorm over all G*C channels."""
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-5):
+        super().__init__(groups, channels=channels, eps=eps)
+        self.bn = nn.BatchNorm2d(groups * channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x)
+
+
+class GroupedLayerNorm2d(Grouped):
+    """LayerNorm over each branch's own channels (ConvNeXt's ``LayerNorm2d``, per branch)."""
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-6):
+        super().__init__(groups, channels=channels, eps=eps)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(groups * channels))
+        self.bias = nn.Parameter(torch.zeros(groups * channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        v = x.view(b, self.groups, -1, h, w)
+        mean = v.mean(2, keepdim=True)
+        var = v.var(2, unbiased=False, keepdim=True)
+        v = ((v - mean) * torch.rsqrt(var + self.eps)).view(b, -1, h, w)
+        return v * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class GroupedGRN(Grouped):
+    """ConvNeXtV2 global response normalisation, the channel mean taken within each branch."""
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-6):
+        super().__init__(groups, channels=channels, eps=eps)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(groups * channels))
+        self.bias = nn.Parameter(torch.zeros(groups * channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        gx = x.norm(p=2, dim=(2, 3)).view(b, self.groups, -1)
+        nx = (gx / (gx.mean(2, keepdim=True) + self.eps)).view(b, -1, 1, 1)
+        return x + torch.addcmul(self.bias[:, None, None], self.weight[:, None, None], x * nx)
+
+
+class GroupedLogitHead(Grouped):
+    """Global average pooling and one logit per branch."""
+
+    def __init__(self, groups: int, channels: int):
+        super().__init__(groups, channels=channels)
+        self.weight = nn.Parameter(torch.empty(groups, channels))
+        self.bias = nn.Parameter(torch.zeros(groups))
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(channels))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``pooled``: ``(B, G, C)`` -> logits ``(B, G)``."""
+        return torch.einsum("bgc,gc->bg", pooled, self.weight) + self.bias
+
+
+class Block(Grouped):
+    """A grouped residual block; ``forward(x, shared, gain)``, the gain applied at its middle layer."""
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class BottleneckBlock(Block):
+    """ResNet bottleneck (1x1 -> 3x3 -> 1x1, x4-style projection shortcut), per branch."""
+
+    def __init__(self, groups: int, in_channels: int, hidden: int, out_channels: int, stride: int = 1):
+        super().__init__(groups, in_channels=in_channels, hidden=hidden, out_channels=out_channels, stride=stride)
+        self.conv1 = GroupedConv2d(groups, in_channels, hidden, 1)
+        self.bn1 = GroupedBatchNorm2d(groups, hidden)
+        self.conv2 = GroupedConv2d(groups, hidden, hidden, 3, stride=stride)
+        self.bn2 = GroupedBatchNorm2d(groups, hidden)
+        self.conv3 = GroupedConv2d(groups, hidden, out_channels, 1)
+        self.bn3 = GroupedBatchNorm2d(groups, out_channels)
+        nn.init.zeros_(self.bn3.bn.weight)
+        self.has_projection = stride != 1 or in_channels != out_channels
+        if self.has_projection:
+            self.down_conv = GroupedConv2d(groups, in_channels, out_channels, 1, stride=stride)
+            self.down_bn = GroupedBatchNorm2d(groups, out_channels)
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x, shared)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(apply_gain(out, gain, self.groups)))
+        if self.has_projection:
+            return F.relu(out + self.down_bn(self.down_conv(x, shared)))
+        return F.relu(add_residual(out, x, self.groups, shared))
+
+
+class ConvNeXtBlock(Block):
+    """ConvNeXtV2 block (7x7 depthwise -> LN -> 1x1 -> GELU -> GRN -> 1x1, residual), per branch.
+
+    A block whose input width or resolution differs starts with ConvNeXt's downsampling layer
+    (LayerNorm + strided conv).
+    """
+
+    def __init__(self, groups: int, in_channels: int, hidden: int, out_channels: int, stride: int = 1):
+        super().__init__(groups, in_channels=in_channels, hidden=hidden, out_channels=out_channels, stride=stride)
+        self.has_projection = stride != 1 or in_channels != out_channels
+        if self.has_projection:
+            self.down_norm = GroupedLayerNorm2d(groups, in_channels)
+            self.down_conv = GroupedConv2d(groups, in_channels, out_channels, stride, stride=stride, bias=True)
+        self.conv_dw = GroupedConv2d(groups, out_channels, out_channels, 7, depthwise=True, bias=True)
+        self.norm = GroupedLayerNorm2d(groups, out_channels)
+        self.fc1 = GroupedConv2d(groups, out_channels, hidden, 1, bias=True)
+        self.grn = GroupedGRN(groups, hidden)
+        self.fc2 = GroupedConv2d(groups, hidden, out_channels, 1, bias=True)
+        for conv in (self.conv_dw, self.fc1, self.fc2):
+            nn.init.trunc_normal_(conv.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        if shared:
+            x = expand_shared(x, self.groups)
+        if self.has_projection:
+            x = self.down_conv(self.down_norm(x))
+        out = self.grn(F.gelu(self.fc1(self.norm(self.conv_dw(x)))))
+        return x + self.fc2(apply_gain(out, gain, self.groups))
+
+
+class MBConvBlock(Block):
+    """EfficientNet-Lite inverted residual (1x1 expand -> depthwise -> 1x1 project, ReLU6), per branch."""
+
+    def __init__(self, groups: int, in_channels: int, hidden: int, out_channels: int, stride: int = 1,
+                 kernel_size: int = 5):
+        super().__init__(groups, in_channels=in_channels, hidden=hidden, out_channels=out_channels, stride=stride,
+                         kernel_size=kernel_size)
+        self.conv_pw = GroupedConv2d(groups, in_channels, hidden, 1)
+        self.bn1 = GroupedBatchNorm2d(groups, hidden, eps=1e-3)
+        self.conv_dw = GroupedConv2d(groups, hidden, hidden, kernel_size, stride=stride, depthwise=True)
+        self.bn2 = GroupedBatchNorm2d(groups, hidden, eps=1e-3)
+        self.conv_pwl = GroupedConv2d(groups, hidden, out_channels, 1)
+        self.bn3 = GroupedBatchNorm2d(groups, out_channels, eps=1e-3)
+        self.has_skip = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        out = F.relu6(self.bn1(self.conv_pw(x, shared)))
+        out = F.relu6(self.bn2(self.conv_dw(out)))
+        out = self.bn3(self.conv_pwl(apply_gain(out, gain, self.groups)))
+        return add_residual(out, x, self.groups, shared) if self.has_skip else out
+
+
+def make_block(kind: str, **kwargs: Any) -> Block:
+    """Build a grouped block by type name (``bottleneck``, ``convnext`` or ``mbconv``)."""
+    classes = {"bottleneck": BottleneckBlock, "convnext": ConvNeXtBlock, "mbconv": MBConvBlock}
+    if kind not in classes:
+        raise ValueError(f"unknown block type {kind!r}; expected one of {BLOCK_TYPES}")
+    return classes[kind](**kwargs)
+
+
+def default_hidden(kind: str, in_channels: int, out_channels: int) -> int:
+    """The block type's usual inner width: bottleneck out/4, ConvNeXt 4*out, MBConv 6*in."""
+    return {"bottleneck": max(1, out_channels // 4), "convnext": 4 * out_channels, "mbconv": 6 * in_channels}[kind]

@@ -1,0 +1,166 @@
+"""Parameter and MAC accounting for SeqPar models (and any ``nn.Module``).
+
+MACs are counted with ``torch.utils.flop_counter`` (convolutions and matrix products; one MAC =
+two FLOPs), on a real forward pass of the given input size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .hierarchy import Hierarchy
+from .model import SeqParModel, load_seqpar
+from .presets import available_presets, preset
+
+
+@dataclass(frozen=True)
+class PartCost:
+    """Cost of one part of a model (the trunk, a tree level, or one node of a level)."""
+
+    name: str
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Parameters and multiply-accumulates of a forward pass."""
+
+    params: int
+    macs: int
+    parts: tuple[PartCost, ...] = field(default=())
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "gmacs": self.gmacs}
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def measure(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> Cost:
+    """Params and MACs of ``model`` on a zero input of ``input_size``.
+
+    For a :class:`SeqParModel` the parts are the trunk, each tree level, and the average node of
+    each level (all nodes of a level share one architecture).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(iter(model.parameters())).device
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(*input_size, device=device))
+    model.train(was_training)
+    flops = counter.get_flop_counts()
+    root = type(model).__name__
+    macs_of = lambda name: sum(flops.get(f"{root}.{name}", {}).values()) // 2  # noqa: E731
+    parts: list[PartCost] = []
+    if isinstance(model, SeqParModel):
+        parts.append(PartCost("trunk", count_params(model.trunk), macs_of("trunk")))
+        for depth, level in enumerate(model.levels):
+            params, macs = count_params(level), macs_of(f"levels.{depth}")
+            if macs == 0 and level.head is not None:  # a pooling-only level: only its einsum counts
+                macs = level.head.weight.numel() * input_size[0]
+            parts.append(PartCost(f"level {depth} ({level.groups} nodes)", params, macs))
+            parts.append(PartCost(f"level {depth} per node", params // level.groups, macs // level.groups))
+    return Cost(count_params(model), counter.get_total_flops() // 2, tuple(parts))
+
+
+def parse_classes(spec: str) -> list[int]:
+    """``"281-285,300"`` -> ``[281, 282, 283, 284, 285, 300]``."""
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ValueError(f"invalid class list {spec!r}: expected ids and ranges like '281-285,300'") from None
+    return out
+
+
+def comparison_table(full: Cost, cut: Cost, full_classes: int, cut_classes: int) -> str:
+    """The paper's Table-2 layout: full model vs cutout, with the reduction."""
+    rows = [
+        ("classes", f"{full_classes}", f"{cut_classes}", ""),
+        ("GMACs", f"{full.gmacs:.3f}", f"{cut.gmacs:.3f}", f"{100 * (cut.macs / full.macs - 1):+.2f} %"),
+        ("params", f"{full.params:,}", f"{cut.params:,}", f"{100 * (cut.params / full.params - 1):+.2f} %"),
+    ]
+    lines = ["| | full model | cutout | reduction |", "|---|---:|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def parts_table(cost: Cost, title: str) -> str:
+    lines = [f"| {title} | params | GMACs |", "|---|---:|---:|"]
+    lines += [f"| {p.name} | {p.params:,} | {p.macs / 1e9:.4f} |" for p in cost.parts]
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Params and GMACs of a SeqPar model and of a cutout (paper Table 2).")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", default="nhl_resnet50", help=f"one of: {', '.join(available_presets())}")
+    source.add_argument("--model", help="a saved model directory (or 'default')")
+    parser.add_argument("--num-classes", type=int, default=1000, help="classes of the preset model")
+    parser.add_argument("--hierarchy", help="YAML/JSON class tree for the preset (default: contiguous groups)")
+    parser.add_argument("--classes", default="281-285", help="cutout classes, e.g. '281-285' (label ids)")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    if args.model:
+        model = load_seqpar(args.model)
+    else:
+        tree = Hierarchy.load(args.hierarchy, args.num_classes).tree if args.hierarchy else None
+        config = preset(args.preset, num_classes=args.num_classes, hierarchy=tree, image_size=args.image_size)
+        with torch.device("meta"):  # counting needs shapes only: no memory, no initialisation
+            model = SeqParModel(config).to("meta")
+    model.eval()
+    classes = parse_classes(args.classes)
+    size = (1, 3, args.image_size, args.image_size)
+    full = measure(model, size)
+    cut = measure(model.cutout(classes, share_trunk=True), size)
+    return {"model": args.model or args.preset, "classes": classes, "full": full.to_dict(), "cutout": cut.to_dict(),
+            "tables": [comparison_table(full, cut, model.config.num_classes, len(classes)),
+                       parts_table(full, "full model"), parts_table(cut, "cutout")]}
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        result = main(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        import json
+
+        print(json.dumps({k: v for k, v in result.items() if k != "tables"}, indent=2))
+    else:
+        print(f"model: {result['model']}  cutout classes: {args.classes}\n")
+        print("\n\n".join(result["tables"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
