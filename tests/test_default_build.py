@@ -1,0 +1,86 @@
+"""The default-model build recipe: deterministic views, and a closed-form fit that equals the built model."""
+
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from vision import load_seqpar
+from vision.build_default import (
+    BuildSettings,
+    assemble,
+    block_hidden,
+    branch_logits,
+    collect_views,
+    fit_branches,
+    head_block,
+    view_transforms,
+)
+from vision.photos import list_imagenet_photos, load_rgb, split_photos
+from vision.pretrained import create_pretrained_lite
+from vision.wordnet_tree import superclass_tree
+
+
+@pytest.fixture(scope="module")
+def built(shared_data):
+    torch.set_num_threads(1)
+    build, _ = split_photos(list_imagenet_photos(shared_data / "imagenet-samples"))
+    photos = build[:3]
+    settings = BuildSettings(views=1, hidden=8)
+    teacher = create_pretrained_lite(settings.variant)
+    pooled = collect_views(photos, teacher, settings)
+    tree = superclass_tree(shared_data / "imagenet-superclass" / "superclass.txt")
+    fits = fit_branches(pooled, teacher.classifier, [list(n["children"]) for n in tree["children"]], settings.hidden)
+    model = assemble(settings, tree, teacher, fits, {"test": True})
+    return photos, settings, teacher, pooled, fits, model
+
+
+def test_head_block_reproduces_the_teacher(built):
+    photos, settings, teacher, _, _, _ = built
+    _, centre, _, normalise = view_transforms(settings)
+    x = normalise(centre(v2.functional.to_image(load_rgb(photos[0].path)))).unsqueeze(0)
+    with torch.no_grad():
+        features = teacher.forward_intermediates(x, indices=[7], intermediates_only=True, stop_early=True,
+                                                 extra_blocks=True)[0]
+        ref = head_block(teacher)
+        pooled = block_hidden(ref, features).mean((2, 3))
+        torch.testing.assert_close(teacher.classifier(pooled), teacher(x), atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(ref(features).mean((2, 3)), pooled)
+
+
+def test_views_are_deterministic(built):
+    photos, settings, teacher, pooled, _, _ = built
+    assert pooled.shape == (len(photos) * (1 + settings.views), 1280)
+    assert torch.equal(collect_views(photos[:1], teacher, settings), pooled[: 1 + settings.views])
+
+
+def test_fit_keeps_classifier_rows_and_calibrates_bias(built):
+    _, settings, teacher, pooled, fits, _ = built
+    cats = next(f for f in fits if 281 in f.members)
+    assert cats.members == [281, 282, 283, 284, 285] and len(cats.inner) == settings.hidden
+    assert torch.equal(cats.weight, teacher.classifier.weight[cats.members][:, cats.inner])
+    full = teacher.classifier(pooled)[:, cats.members]  # dropped channels: only their mean moves to the bias
+    torch.testing.assert_close(branch_logits(pooled, fits)[:, cats.members].mean(0), full.mean(0), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="hidden=2000"):
+        fit_branches(pooled, teacher.classifier, [cats.members], 2000)
+
+
+def test_closed_form_logits_equal_the_assembled_model(built):
+    photos, settings, _, pooled, fits, model = built
+    _, centre, to_student, normalise = view_transforms(settings)
+    x = normalise(to_student(centre(v2.functional.to_image(load_rgb(photos[0].path))))).unsqueeze(0)
+    with torch.no_grad():
+        got = model(x)[0]
+    assert got.shape == (1000,)
+    torch.testing.assert_close(got, branch_logits(pooled[:1], fits)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_trunk_is_the_teachers_and_round_trips(built, tmp_path):
+    _, _, teacher, _, _, model = built
+    teacher_state = teacher.state_dict()
+    for key, value in model.trunk.body.state_dict().items():
+        assert torch.equal(value, teacher_state[key]), key
+    assert not any(p.requires_grad for p in model.trunk.parameters())
+    model.save_pretrained(tmp_path)
+    loaded = load_seqpar(tmp_path)
+    assert loaded.config.metadata == {"test": True}
+    assert (loaded.config.split_point, loaded.config.branch_hidden, loaded.config.branch_channels) == ("blocks.6", (8, None), (18, 18))

