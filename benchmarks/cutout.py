@@ -23,15 +23,19 @@ from vision.presets import preset
 from vision.reference import BranchLoop
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
 def median_latency(fn, x: torch.Tensor, runs: int) -> float:
-    """Median wall time of ``fn(x)`` over ``runs`` runs, after one warm-up run (seconds)."""
+    """Median time of ``fn(x)`` over ``runs`` runs, after one warm-up run (seconds, by ``clock``)."""
     with torch.inference_mode():
         fn(x)
         times = []
         for _ in range(runs):
-            start = time.perf_counter()
+            start = clock()
             fn(x)
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -48,9 +52,15 @@ def main() -> None:
     parser.add_argument("--percents", type=float, nargs="+", default=[1, 5, 10])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-loop", action="store_true", help="skip the per-branch reference loop")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: latency; cpu: process CPU time (robust on a shared machine with --threads 1)")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, median of {args.runs} runs")
 
     resnet = timm.create_model("resnet50").eval()
     ref_macs = measure(resnet).macs

@@ -28,6 +28,16 @@ def test_fused_matches_branch_loop(backbone):
         torch.testing.assert_close(model(X, gains=gains), BranchLoop(model)(X, gains=gains), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_fused_matches_loop_at_large_batch(backbone):
+    """Batches of 16+ take the split-convolution path; small maps the batched-matmul path."""
+    model = tiny_model(backbone)
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, gains={"c": 2.0}), BranchLoop(model)(x, gains={"c": 2.0}),
+                                   atol=1e-5, rtol=1e-5)
+
+
 def test_fused_matches_loop_for_phl_and_pooling_only_leaves():
     phl = tiny_model(tree=None, num_classes=5, branch_channels=(8,))
     one_branch = tiny_model(tree={"name": "root", "children": [{"name": "all", "children": [0, 1, 2]}]},
