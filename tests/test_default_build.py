@@ -11,6 +11,7 @@ from vision.build_default import (
     assemble,
     block_hidden,
     branch_logits,
+    build_tree,
     collect_views,
     fit_branches,
     head_block,
@@ -108,3 +109,10 @@ def test_trunk_is_the_teachers_and_round_trips(built, tmp_path):
     for key, value in loaded.trunk.body.state_dict().items():
         assert torch.equal(value, teacher_state[key]), key
     assert (loaded.config.split_point, loaded.config.branch_hidden, loaded.config.branch_channels) == ("blocks.6", (8, None), (18, 18))
+
+
+def test_build_tree_needs_the_input_its_settings_name():
+    with pytest.raises(ValueError, match="max_group=150 needs the WordNet table"):
+        build_tree(BuildSettings(), None, "superclass.txt")
+    with pytest.raises(ValueError, match="max_group=0 needs the imagenet-superclass file"):
+        build_tree(BuildSettings(max_group=0), "wordnet.json", None)

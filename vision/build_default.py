@@ -24,6 +24,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from timm.data import ImageNetInfo
@@ -233,6 +234,15 @@ def build_tree(settings: BuildSettings, wordnet: str | None, superclasses: str |
     return superclass_tree(superclasses)
 
 
+def hierarchy_source(settings: BuildSettings, wordnet: str | None) -> str:
+    """Provenance of the tree `build_tree` makes (the WordNet table named with its sha256)."""
+    if not settings.max_group:
+        return "WordNet parents from github.com/s-kumano/imagenet-superclass (MIT)"
+    digest = hashlib.sha256(Path(wordnet).read_bytes()).hexdigest()
+    return (f"WordNet 3.0 groups of <= {settings.max_group} classes (first-parent hypernym chains) from "
+            f"{Path(wordnet).name} (sha256 {digest})")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     defaults = BuildSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -273,9 +283,7 @@ def main(args: argparse.Namespace) -> dict:
                     "image_size": settings.teacher_size, "crop_pct": TEACHER_CROP_PCT},
         "preprocessing": {"mean": list(LITE_MEAN), "std": list(LITE_STD), "crop_pct": TEACHER_CROP_PCT,
                           "interpolation": "bicubic"},
-        "hierarchy_source": (f"WordNet 3.0 groups of <= {settings.max_group} classes (first-parent hypernym chains)"
-                             if settings.max_group else
-                             "WordNet parents from github.com/s-kumano/imagenet-superclass (MIT)"),
+        "hierarchy_source": hierarchy_source(settings, args.wordnet),
         "build_images": {"count": len(build), "held_out_excluded": len(held_out), "sha256": images_digest(build),
                          "split": "vision.photos.is_held_out (sha256 of file name)"},
         "settings": settings.to_dict(),
