@@ -7,6 +7,7 @@ two FLOPs), on a real forward pass of the given input size.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -153,8 +154,6 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        import json
-
         print(json.dumps({k: v for k, v in result.items() if k != "tables"}, indent=2))
     else:
         print(f"model: {result['model']}  cutout classes: {args.classes}\n")
