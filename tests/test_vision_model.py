@@ -124,6 +124,14 @@ def test_gain_changes_only_logits_downstream_of_the_node(key, affected):
     assert {i for i in range(7) if changed[i]} == affected
 
 
+def test_numpy_integer_gain_keys_are_class_ids():
+    import numpy as np
+
+    model = tiny_model()
+    with torch.no_grad():
+        assert torch.equal(model(X, gains={np.int64(2): 3.0}), model(X, gains={2: 3.0}))
+
+
 def test_gain_tensor_gives_per_sample_cues_and_matches_dicts():
     model = tiny_model()
     gains = torch.ones(3, 7)

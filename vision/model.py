@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import numbers
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -158,8 +159,8 @@ class SeqParModel(nn.Module):
                 raise ValueError(f"gain for {key!r} must be a finite number >= 0, got {value}")
             if isinstance(key, str):
                 depth, pos = self.hierarchy.node_position(key)
-            elif isinstance(key, int) and not isinstance(key, bool) and key in self._class_position:
-                depth, pos = self.hierarchy.leaf_position(self._class_position[key])
+            elif isinstance(key, numbers.Integral) and not isinstance(key, bool) and int(key) in self._class_position:
+                depth, pos = self.hierarchy.leaf_position(self._class_position[int(key)])
             else:
                 raise ValueError(f"gain key {key!r} is neither a class id of this model nor a tree node name")
             if levels[depth] is None:
