@@ -72,8 +72,6 @@ def measure(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> C
         parts.append(PartCost("trunk", count_params(model.trunk), macs_of("trunk")))
         for depth, level in enumerate(model.levels):
             params, macs = count_params(level), macs_of(f"levels.{depth}")
-            if macs == 0 and level.head is not None:  # a pooling-only level: only its einsum counts
-                macs = level.head.weight.numel() * input_size[0]
             parts.append(PartCost(f"level {depth} ({level.groups} nodes)", params, macs))
             parts.append(PartCost(f"level {depth} per node", params // level.groups, macs // level.groups))
     return Cost(count_params(model), counter.get_total_flops() // 2, tuple(parts))
