@@ -10,14 +10,14 @@ checkpoint under the final name.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from .atomic import atomic_write
 
 _SKELETON_KEY = "crossmodal.checkpoint"
 _FORMAT_VERSION = 1
@@ -64,19 +64,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _encode(state, tensors, "")
     metadata = {_SKELETON_KEY: json.dumps({"version": _FORMAT_VERSION, "state": skeleton})}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return path
 
 

@@ -35,6 +35,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from vision.atomic import atomic_write
 from vision.checkpoint import load_checkpoint, save_checkpoint
 from vision.cost import parse_classes
 from vision.data import ClassSet, EpochSampler, ImageFolderDataset, build_transforms, collate, load_splits
@@ -544,9 +545,7 @@ def _take(loader, n: int):
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def get_args_parser() -> argparse.ArgumentParser:
