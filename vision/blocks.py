@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BLOCK_TYPES = ("bottleneck", "convnext", "mbconv")
+BLOCK_TYPES = ("bottleneck", "convnext", "mbconv", "convhead")
 # Grouped 1x1 convolutions on at most this many pixels (batch x height x width) run as a batched
 # matmul: measured 2-10x faster than the grouped convolution at batch 1 on 7x7 and 14x14 maps
 # (benchmarks/cutout.py); larger inputs keep the grouped convolution.
@@ -274,14 +274,32 @@ class MBConvBlock(Block):
         return add_residual(out, x, self.groups, shared) if self.has_skip else out
 
 
+class ConvHeadBlock(Block):
+    """EfficientNet's head conv (1x1 conv -> BN -> ReLU6), per branch: no residual, the gain on its output.
+
+    ``hidden`` is unused (the block has one layer); a branch of this type is a slice of the channels of
+    a pretrained network's ``conv_head``, as in the packaged default model.
+    """
+
+    def __init__(self, groups: int, in_channels: int, hidden: int, out_channels: int, stride: int = 1):
+        super().__init__(groups, in_channels=in_channels, hidden=hidden, out_channels=out_channels, stride=stride)
+        self.conv = GroupedConv2d(groups, in_channels, out_channels, 1, stride=stride)
+        self.bn = GroupedBatchNorm2d(groups, out_channels, eps=1e-3)
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        return apply_gain(F.relu6(self.bn(self.conv(x, shared))), gain, self.groups)
+
+
 def make_block(kind: str, **kwargs: Any) -> Block:
-    """Build a grouped block by type name (``bottleneck``, ``convnext`` or ``mbconv``)."""
-    classes = {"bottleneck": BottleneckBlock, "convnext": ConvNeXtBlock, "mbconv": MBConvBlock}
+    """Build a grouped block by type name (one of ``BLOCK_TYPES``)."""
+    classes = {"bottleneck": BottleneckBlock, "convnext": ConvNeXtBlock, "mbconv": MBConvBlock,
+               "convhead": ConvHeadBlock}
     if kind not in classes:
         raise ValueError(f"unknown block type {kind!r}; expected one of {BLOCK_TYPES}")
     return classes[kind](**kwargs)
 
 
 def default_hidden(kind: str, in_channels: int, out_channels: int) -> int:
-    """The block type's usual inner width: bottleneck out/4, ConvNeXt 4*out, MBConv 6*in."""
-    return {"bottleneck": max(1, out_channels // 4), "convnext": 4 * out_channels, "mbconv": 6 * in_channels}[kind]
+    """The block type's usual inner width: bottleneck out/4, ConvNeXt 4*out, MBConv 6*in, head conv out."""
+    return {"bottleneck": max(1, out_channels // 4), "convnext": 4 * out_channels, "mbconv": 6 * in_channels,
+            "convhead": out_channels}[kind]
