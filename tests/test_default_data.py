@@ -69,9 +69,23 @@ def test_wordnet_groups_partition_the_classes_under_a_size_cap():
     assert len(singles) == 1000 and singles[281] == {"name": "tabby", "children": [281]}
 
 
+def test_small_wordnet_groups_merge_under_their_parent():
+    tree = wordnet_group_tree(WORDNET, 100, 20)
+    groups = {node["name"]: node["children"] for node in tree["children"]}
+    assert sorted(c for g in groups.values() for c in g) == list(range(1000))
+    assert len(groups) == 30 and max(map(len, groups.values())) <= 100
+    # feline (13 classes) and the other small carnivore groups merge; dog groups of >= 20 stay as they are
+    assert groups["carnivore (other)"][:13] == list(range(281, 294)) and len(groups["carnivore (other)"]) == 28
+    assert "hunting dog" in groups and "feline" not in groups
+    assert [len(n["children"]) for n in wordnet_group_tree(WORDNET, 150, 1)["children"]] == \
+        [len(n["children"]) for n in wordnet_group_tree(WORDNET, 150)["children"]]
+
+
 def test_wordnet_group_tree_errors(tmp_path):
     with pytest.raises(ValueError, match="max_classes=0"):
         wordnet_group_tree(WORDNET, 0)
+    with pytest.raises(ValueError, match="min_classes=20: expected 1 <= min_classes <= max_classes=10"):
+        wordnet_group_tree(WORDNET, 10, 20)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         wordnet_group_tree(tmp_path / "none.json", 10)
     (tmp_path / "wn.json").write_text('{"synsets": {"n01440764": {"lemmas": ["tench"], "parents": ["n0"]}}}')

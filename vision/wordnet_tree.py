@@ -58,38 +58,70 @@ def superclass_tree(superclass_txt: str | Path, names_txt: str | Path | None = N
     return Hierarchy({"name": "root", "children": children}, NUM_IMAGENET_CLASSES).tree
 
 
-def wordnet_group_tree(wordnet_json: str | Path, max_classes: int) -> Tree:
+def wordnet_group_tree(wordnet_json: str | Path, max_classes: int, min_classes: int = 1) -> Tree:
     """Root -> WordNet groups of at most `max_classes` ImageNet classes -> their class indices.
 
     `wordnet_json` is a WordNet noun table ``{"synsets": {wnid: {"lemmas": [...], "parents": [wnid, ...]}}}``
     covering the 1000 ImageNet-1k wnids and their hypernyms (e.g. `mappings/data/wordnet_imagenet.json`).
     Each class follows its first-parent chain up to the root; its group is the highest synset on that chain
-    whose first-parent subtree holds at most `max_classes` classes. Groups are ordered by their first class
-    and named by their first lemma (the wnid appended when two groups share a lemma).
+    whose first-parent subtree holds at most `max_classes` classes. Groups of fewer than `min_classes`
+    classes that share a parent synset are then merged (largest first, each merged group at most
+    `max_classes`) into groups named "<parent> (other)", which evens out the group sizes. Groups are
+    ordered by their first class and named by their first lemma (the wnid appended when two share a name).
     """
     if max_classes < 1:
         raise ValueError(f"max_classes={max_classes}: expected a positive number of classes per group")
-    path = Path(wordnet_json)
+    if not 1 <= min_classes <= max_classes:
+        raise ValueError(f"min_classes={min_classes}: expected 1 <= min_classes <= max_classes={max_classes}")
+    synsets = _read_wordnet(Path(wordnet_json))
+    chains = [_first_parent_chain(wnid, synsets, wordnet_json) for wnid in ImageNetInfo().label_names()]
+    size = Counter(synset for chain in chains for synset in chain)
+    members: dict[str, list[int]] = {}
+    parent: dict[str, str | None] = {}
+    for class_index, chain in enumerate(chains):
+        top = max(i for i, synset in enumerate(chain) if size[synset] <= max_classes)
+        members.setdefault(chain[top], []).append(class_index)
+        parent[chain[top]] = chain[top + 1] if top + 1 < len(chain) else None
+    lemma = {wnid: synsets[wnid]["lemmas"][0].replace("_", " ") for wnid in set(members) | set(parent.values()) - {None}}
+    groups = [(lemma[wnid], wnid, classes) for wnid, classes in members.items()
+              if len(classes) >= min_classes or parent[wnid] is None]
+    small: dict[str, list[tuple[str, list[int]]]] = {}
+    for wnid, classes in members.items():
+        if len(classes) < min_classes and parent[wnid] is not None:
+            small.setdefault(parent[wnid], []).append((wnid, classes))
+    for up, siblings in small.items():
+        if len(siblings) == 1:
+            wnid, classes = siblings[0]
+            groups.append((lemma[wnid], wnid, classes))
+            continue
+        merged: list[list[int]] = [[]]
+        for _, classes in sorted(siblings, key=lambda sibling: (-len(sibling[1]), sibling[1][0])):
+            if len(merged[-1]) + len(classes) > max_classes:
+                merged.append([])
+            merged[-1] += classes
+        for i, classes in enumerate(merged):
+            tag = "other" if len(merged) == 1 else f"other {i + 1}"
+            groups.append((f"{lemma[up]} ({tag})", up, sorted(classes)))
+    taken = Counter(name for name, _, _ in groups)
+    children = [{"name": name if taken[name] == 1 else f"{name} ({wnid})", "children": classes}
+                for name, wnid, classes in sorted(groups, key=lambda group: group[2][0])]
+    return Hierarchy({"name": "root", "children": children}, NUM_IMAGENET_CLASSES).tree
+
+
+def _read_wordnet(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"WordNet table {path} does not exist")
     synsets = json.loads(path.read_text()).get("synsets")
     if not isinstance(synsets, dict):
         raise ValueError(f"{path}: expected a JSON object with a 'synsets' table")
-    chains = []
-    for wnid in ImageNetInfo().label_names():
-        chain = [wnid]
-        while chain[-1] in synsets and synsets[chain[-1]]["parents"]:
-            chain.append(synsets[chain[-1]]["parents"][0])
-        if chain[-1] not in synsets:
-            raise ValueError(f"{path}: synset {chain[-1]} (on the hypernym chain of {wnid}) is missing")
-        chains.append(chain)
-    size = Counter(synset for chain in chains for synset in chain)
-    members: dict[str, list[int]] = {}
-    for class_index, chain in enumerate(chains):
-        top = max(i for i, synset in enumerate(chain) if size[synset] <= max_classes)
-        members.setdefault(chain[top], []).append(class_index)
-    lemma = {wnid: synsets[wnid]["lemmas"][0].replace("_", " ") for wnid in members}
-    taken = Counter(lemma.values())
-    children = [{"name": lemma[wnid] if taken[lemma[wnid]] == 1 else f"{lemma[wnid]} ({wnid})", "children": classes}
-                for wnid, classes in sorted(members.items(), key=lambda item: item[1][0])]
-    return Hierarchy({"name": "root", "children": children}, NUM_IMAGENET_CLASSES).tree
+    return synsets
+
+
+def _first_parent_chain(wnid: str, synsets: dict, path: str | Path) -> list[str]:
+    """`wnid` and its first-parent hypernyms up to the root."""
+    chain = [wnid]
+    while chain[-1] in synsets and synsets[chain[-1]]["parents"]:
+        chain.append(synsets[chain[-1]]["parents"][0])
+    if chain[-1] not in synsets:
+        raise ValueError(f"{path}: synset {chain[-1]} (on the hypernym chain of {wnid}) is missing")
+    return chain
