@@ -7,7 +7,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Union
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import atomic_write
 from .blocks import GroupedLogitHead, default_hidden, make_block
 from .config import SeqParConfig
 from .hierarchy import Hierarchy
@@ -235,8 +235,8 @@ class SeqParModel(nn.Module):
         if self.config.pretrained_trunk:
             _check_trunk_is_pretrained(self)
             state = {k: v for k, v in state.items() if not k.startswith("trunk.")}
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        _atomic_write(directory / CONFIG_NAME,
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        atomic_write(directory / CONFIG_NAME,
                       lambda p: Path(p).write_text(json.dumps(self.config.to_dict(), indent=2)))
 
     @classmethod
@@ -310,14 +310,3 @@ def build_seqpar(config: SeqParConfig) -> SeqParModel:
 def load_seqpar(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqParModel:
     """Load a SeqPar model directory (``config.json`` + ``model.safetensors``) or ``"default"``."""
     return SeqParModel.from_pretrained(directory, map_location)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
