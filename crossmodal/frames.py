@@ -17,26 +17,11 @@ from typing import Any, Union
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from timm.data import create_transform, resolve_model_data_config
+from timm.data import create_transform
+
+from vision.data import model_data_config
 
 Frame = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
-DATA_CONFIG_KEYS = ("mean", "std", "crop_pct", "crop_mode", "interpolation")
-
-
-def model_data_config(model: torch.nn.Module) -> dict[str, Any]:
-    """The eval data config of a SeqPar model: timm's, at ``config.image_size``, plus metadata overrides."""
-    data = dict(resolve_model_data_config(model.trunk.body))
-    size = int(model.config.image_size)
-    data["input_size"] = (3, size, size)
-    overrides = model.config.metadata.get("data_config", {})
-    if not isinstance(overrides, Mapping):
-        raise ValueError(f"config.metadata['data_config'] must be a mapping, got {type(overrides).__name__}")
-    unknown = set(overrides) - set(DATA_CONFIG_KEYS)
-    if unknown:
-        raise ValueError(f"config.metadata['data_config'] has unknown keys {sorted(unknown)}; allowed: {DATA_CONFIG_KEYS}")
-    for key, value in overrides.items():
-        data[key] = tuple(value) if key in ("mean", "std") else value
-    return data
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:

@@ -15,14 +15,17 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Mapping
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torch import nn
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 _MAX_CONSECUTIVE_BAD = 64
+DATA_CONFIG_KEYS = ("mean", "std", "crop_pct", "crop_mode", "interpolation")
 _log = logging.getLogger(__name__)
 
 
@@ -211,6 +214,25 @@ def build_transforms(input_size: int, *, is_training: bool, augment: dict | None
         if augment.get(key) is not None:
             augment[key] = tuple(augment[key])
     return create_transform(input_size, is_training=True, **augment)
+
+
+def model_data_config(model: nn.Module) -> dict[str, Any]:
+    """The eval data config of a SeqPar model: timm's for its trunk, at ``config.image_size``, with the
+    overrides in ``config.metadata["data_config"]`` (keys ``DATA_CONFIG_KEYS``)."""
+    from timm.data import resolve_model_data_config
+
+    data = dict(resolve_model_data_config(model.trunk.body))
+    size = int(model.config.image_size)
+    data["input_size"] = (3, size, size)
+    overrides = model.config.metadata.get("data_config", {})
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"config.metadata['data_config'] must be a mapping, got {type(overrides).__name__}")
+    unknown = set(overrides) - set(DATA_CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"config.metadata['data_config'] has unknown keys {sorted(unknown)}; allowed: {DATA_CONFIG_KEYS}")
+    for key, value in overrides.items():
+        data[key] = tuple(value) if key in ("mean", "std") else value
+    return data
 
 
 def collate(batch):

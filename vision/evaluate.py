@@ -19,14 +19,16 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import yaml
+from timm.data import create_transform
 from torch import nn
 
 from vision.cost import parse_classes
-from vision.data import ClassSet, ImageFolderDataset, build_transforms, class_set, collate
+from vision.data import ClassSet, ImageFolderDataset, build_transforms, class_set, collate, model_data_config
+from vision.model import SeqParModel
 from vision.modelio import TimmClassifier, load_model, model_classes, model_metadata
 
 
@@ -332,6 +334,20 @@ def _plot_gains(gs: GainSweep, path: Path) -> None:
     plt.close(fig)
 
 
+def eval_transform(model: nn.Module, input_size: int | None = None) -> tuple[Any, int]:
+    """A model's eval preprocessing and input size: its training config's when it was trained by
+    `vision.train`, else the SeqPar model's own data config (`vision.data.model_data_config`, e.g. the
+    default model's); `input_size` overrides the size."""
+    train_cfg = model_metadata(model).get("train_config", {}).get("data", {})
+    if train_cfg or not isinstance(model, SeqParModel):
+        size = input_size or train_cfg.get("input_size", 224)
+        return build_transforms(size, is_training=False, augment=train_cfg.get("augment")), size
+    data = model_data_config(model)
+    if input_size:
+        data["input_size"] = (3, input_size, input_size)
+    return create_transform(**data, is_training=False), data["input_size"][-1]
+
+
 def evaluate(model_dir: str | Path, data: str | Path, *, split: str = "val", subsets: Sequence[str] = (),
              subsets_file: str | None = None, gains: Sequence[float] = (), baselines: dict[str, str] | None = None,
              input_size: int | None = None, batch_size: int = 64, workers: int = 2, device: str = "cpu",
@@ -340,10 +356,8 @@ def evaluate(model_dir: str | Path, data: str | Path, *, split: str = "val", sub
     model = load_model(model_dir)
     dev = torch.device(device)
     model.to(dev).eval()
-    train_cfg = model_metadata(model).get("train_config", {}).get("data", {})
-    size = input_size or train_cfg.get("input_size", 224)
-    ds, folder_positions = dataset_for_model(model, _split_dir(Path(data), split),
-                           build_transforms(size, is_training=False, augment=train_cfg.get("augment")))
+    transform, size = eval_transform(model, input_size)
+    ds, folder_positions = dataset_for_model(model, _split_dir(Path(data), split), transform)
     full_loader = _loader(ds, None, batch_size, workers)
     logits, targets = predict(model, full_loader, dev)
     acc = accuracy(logits, targets)
@@ -372,7 +386,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, split: str = "val", sub
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate a SeqPar model: accuracy, cutouts (Table 2), attention gain sweep.")
-    p.add_argument("--model", required=True, help="model folder (save_pretrained output, e.g. runs/x/model)")
+    p.add_argument("--model", required=True, help="model folder (save_pretrained output, e.g. runs/x/model) or 'default'")
     p.add_argument("--data", required=True, help="ImageFolder root (with --split sub-folder) or a class-folder tree")
     p.add_argument("--split", default="val")
     p.add_argument("--subsets", nargs="*", default=[], help="name:positions, e.g. lower:0-4 upper:5-9")

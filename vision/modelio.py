@@ -122,7 +122,11 @@ def export_model(model: nn.Module, directory: str | Path) -> Path:
 
 
 def load_model(directory: str | Path) -> nn.Module:
-    """Load a model directory written by `export_model` (SeqPar or timm baseline)."""
+    """Load a model directory written by `export_model` (SeqPar or timm baseline), or "default": the packaged model."""
+    if str(directory) == "default":
+        from vision import load_seqpar
+
+        return load_seqpar("default")
     directory = Path(directory)
     config_path = directory / "config.json"
     if not config_path.is_file():
