@@ -8,6 +8,8 @@ classes this model does not have, falls back to ``unguided`` and the result says
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import threading
 import time
@@ -223,7 +225,7 @@ def _check_level_gains(values: Sequence[float | None] | None, levels: int) -> tu
     if len(values) != levels:
         raise ValueError(f"level_gains needs one value (or None) per tree level: {levels} levels, got {values}")
     for v in values:
-        if v is not None and not (isinstance(v, (int, float)) and 0 <= float(v) < float("inf")):
+        if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= float(v) < math.inf):
             raise ValueError(f"level gains must be finite numbers >= 0 or None, got {values}")
     return tuple(None if v is None else float(v) for v in values)
 

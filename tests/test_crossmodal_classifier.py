@@ -131,8 +131,13 @@ def test_calibrated_level_gains_replace_the_guides_gains(inputs):
     assert result.gains == ((0, 3.0), (4, 1.25), (5, 1.25), ("a", 1.5), ("c", 3.0))
     override = clf.predict_preprocessed(inputs, guide, "attend", level_gains=[2.0, None, None])[0]
     assert override.gains == ((0, 2.0), (4, 2.0), (5, 2.0), ("a", 2.0), ("c", 1.5))
+    as_numpy = clf.predict_preprocessed(inputs, guide, "attend", level_gains=[np.float32(2.0), None, np.int64(1)])[0]
+    assert as_numpy.gains == ((0, 2.0), (4, 1.0), (5, 1.0), ("a", 2.0), ("c", 1.5))
     with pytest.raises(ValueError, match="one value .* per tree level: 3 levels"):
         GuidedClassifier(model, level_gains=[2.0])
+    for bad in (True, -1.0, float("nan"), "2"):
+        with pytest.raises(ValueError, match="level gains must be finite numbers >= 0 or None"):
+            GuidedClassifier(model, level_gains=[bad, None, None])
 
 
 def test_bad_arguments_raise(clf, inputs):
