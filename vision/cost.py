@@ -77,6 +77,44 @@ def measure(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> C
     return Cost(count_params(model), counter.get_total_flops() // 2, tuple(parts))
 
 
+@dataclass(frozen=True)
+class BranchCosts:
+    """MACs per image of a model's trunk, and of each level's blocks and heads, measured once.
+
+    Fused branch levels cost the same per kept node (grouped convolutions) and per kept leaf
+    (heads), so the MACs of any cutout follow without running it: building a cutout needs no
+    forward pass. ``tests/test_crossmodal_classifier.py`` checks this against `measure`.
+    """
+
+    trunk_macs: int
+    block_macs: tuple[int, ...]  # per level, all groups
+    head_macs: tuple[int, ...]  # per level, all leaves
+    groups: tuple[int, ...]
+    leaves: tuple[int, ...]
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: SeqParModel) -> BranchCosts:
+        size = model.config.image_size
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+        flops = counter.get_flop_counts()
+        macs = lambda name: sum(flops.get(f"SeqParModel.{name}", {}).values()) // 2  # noqa: E731
+        heads = tuple(macs(f"levels.{d}.head") for d in range(len(model.levels)))
+        return cls(macs("trunk"), tuple(macs(f"levels.{d}") - h for d, h in enumerate(heads)), heads,
+                   tuple(level.groups for level in model.levels), tuple(len(level.leaf_list) for level in model.levels))
+
+    def cost(self, net: SeqParModel) -> Cost:
+        """Params (counted) and MACs per image of ``net``: the model itself or one of its cutouts."""
+        macs = self.trunk_macs
+        for d, level in enumerate(net.levels):
+            macs += self.block_macs[d] * level.groups // self.groups[d]
+            if self.leaves[d]:
+                macs += self.head_macs[d] * len(level.leaf_list) // self.leaves[d]
+        return Cost(count_params(net), macs)
+
+
+
 def parse_classes(spec: str) -> list[int]:
     """``"281-285,300"`` -> ``[281, 282, 283, 284, 285, 300]``."""
     out: list[int] = []
