@@ -86,7 +86,8 @@ def main(args: argparse.Namespace) -> list[dict]:
             (max_group, min_group, width), ridge = map(int, parts[:3]), float(parts[3])
             settings = BuildSettings(image_size=size, width=width, max_group=max_group, min_group=min_group,
                                      ridge=ridge)
-            groups = [list(node["children"]) for node in build_tree(settings, args.wordnet, args.superclasses)["children"]]
+            tree = build_tree(settings, args.wordnet, args.superclasses)
+            groups = [list(node["children"]) for node in tree["children"]]
             logits = torch.empty(len(build), 1000)
             for fold in range(FOLDS):
                 fits = fit_branches(pooled[folds != fold].flatten(0, 1), teacher.classifier, groups, width, ridge)
@@ -94,7 +95,6 @@ def main(args: argparse.Namespace) -> list[dict]:
             u, g = top1(logits, labels, groups)
             _, t_g = top1(teacher_logits, labels, groups)
             agree = (logits.argmax(1) == teacher_logits.argmax(1)).float().mean().item()
-            tree = build_tree(settings, args.wordnet, args.superclasses)
             model = assemble(settings, tree, teacher, fits, {})
             full, cat = measure(model, (1, 3, size, size)), measure(model.cutout(CAT_CLASSES), (1, 3, size, size))
             with tempfile.TemporaryDirectory() as tmp:

@@ -94,11 +94,7 @@ def wordnet_group_tree(wordnet_json: str | Path, max_classes: int, min_classes: 
             wnid, classes = siblings[0]
             groups.append((lemma[wnid], wnid, classes))
             continue
-        merged: list[list[int]] = [[]]
-        for _, classes in sorted(siblings, key=lambda sibling: (-len(sibling[1]), sibling[1][0])):
-            if len(merged[-1]) + len(classes) > max_classes:
-                merged.append([])
-            merged[-1] += classes
+        merged = _pack([classes for _, classes in siblings], max_classes)
         for i, classes in enumerate(merged):
             tag = "other" if len(merged) == 1 else f"other {i + 1}"
             groups.append((f"{lemma[up]} ({tag})", up, sorted(classes)))
@@ -106,6 +102,16 @@ def wordnet_group_tree(wordnet_json: str | Path, max_classes: int, min_classes: 
     children = [{"name": name if taken[name] == 1 else f"{name} ({wnid})", "children": classes}
                 for name, wnid, classes in sorted(groups, key=lambda group: group[2][0])]
     return Hierarchy({"name": "root", "children": children}, NUM_IMAGENET_CLASSES).tree
+
+
+def _pack(groups: list[list[int]], max_classes: int) -> list[list[int]]:
+    """Consecutive packs of the groups, largest first, each pack at most `max_classes` classes."""
+    packs: list[list[int]] = [[]]
+    for classes in sorted(groups, key=lambda g: (-len(g), g[0])):
+        if len(packs[-1]) + len(classes) > max_classes:
+            packs.append([])
+        packs[-1] += classes
+    return packs
 
 
 def _read_wordnet(path: Path) -> dict:
