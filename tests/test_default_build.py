@@ -8,12 +8,15 @@ from torchvision.transforms import v2
 from vision import load_seqpar
 from vision.build_default import (
     BuildSettings,
+    adapt_norms,
     assemble,
     branch_logits,
     build_tree,
     collect_views,
     fit_branches,
     head_block,
+    head_features,
+    render_views,
     view_transforms,
 )
 from vision.photos import list_imagenet_photos, load_rgb, split_photos
@@ -113,3 +116,37 @@ def test_build_tree_needs_the_input_its_settings_name():
         build_tree(BuildSettings(), None, "superclass.txt")
     with pytest.raises(ValueError, match="max_group=0 needs the imagenet-superclass file"):
         build_tree(BuildSettings(max_group=0), "wordnet.json", None)
+
+
+def test_norm_adaptation_trains_only_norm_affines_deterministically(built, tmp_path):
+    photos, _, teacher, _, _, _ = built
+    settings = BuildSettings(views=1, width=8, adapt_epochs=2, adapt_lr=1e-4)
+    views = render_views(photos, settings, teacher)
+    assert views.inputs.dtype == torch.uint8 and views.inputs.shape == (6, 3, 160, 160)
+    torch.testing.assert_close(views.targets.sum(1), torch.ones(6))
+    with pytest.raises(ValueError, match="needs the teacher's targets"):
+        adapt_norms(teacher, render_views(photos[:1], settings), settings)
+    adapted = adapt_norms(teacher, views, settings)
+    before, after = teacher.state_dict(), adapted.state_dict()
+    norms = {name + suffix for name, m in teacher.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+             for suffix in (".weight", ".bias")}
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= norms  # running statistics and every conv / linear weight stay the teacher's
+    again = adapt_norms(teacher, views, settings).state_dict()
+    assert all(torch.equal(after[k], again[k]) for k in after)
+    normalise = view_transforms(settings)[3]
+    with torch.no_grad():
+        def loss(net):
+            return -(views.targets * torch.log_softmax(net(normalise(views.inputs)), 1)).sum(1).mean()
+        assert loss(adapted) < loss(teacher)
+    # the built model saves the adapted norms (and only them) beside its branches, and loads them back
+    pooled = head_features(adapted, views.inputs, settings)
+    tree = {"name": "root", "children": [{"name": "all", "children": list(range(1000))}]}
+    fits = fit_branches(pooled, adapted.classifier, [list(range(1000))], 8, 0.01)
+    model = assemble(settings, tree, adapted, fits, {})
+    model.save_pretrained(tmp_path)
+    saved_trunk = {k.removeprefix("trunk.body.") for k in load_file(tmp_path / "model.safetensors") if k.startswith("trunk.")}
+    assert saved_trunk == {k for k in changed if not k.startswith(("conv_head", "bn2", "classifier"))}
+    x = normalise(views.inputs[:2])
+    with torch.no_grad():
+        torch.testing.assert_close(load_seqpar(tmp_path)(x), model(x))

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from safetensors.torch import save_file
 
 from vision.atomic import atomic_write
 from vision.checkpoint import load_checkpoint, save_checkpoint
@@ -216,6 +217,10 @@ def test_atomic_write_keeps_the_old_file_on_failure_and_uses_umask_permissions(t
     umask = os.umask(0o022)
     os.umask(umask)
     assert target.read_text() == "v1" and target.stat().st_mode & 0o777 == 0o666 & ~umask
+    weights = tmp_path / "w.safetensors"  # safetensors replaces the file it writes
+    atomic_write(weights, lambda tmp: save_file({"x": torch.zeros(2)}, tmp))
+    assert weights.stat().st_mode & 0o777 == 0o666 & ~umask
+    weights.unlink()
 
     def fail(tmp: str) -> None:
         Path(tmp).write_text("half")

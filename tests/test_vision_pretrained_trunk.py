@@ -28,14 +28,23 @@ def test_saved_model_holds_only_branches_and_loads_the_trunk_from_the_package(tm
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+    model.half().save_pretrained(tmp_path / "fp16")  # fp16 casts of the package's weights are not changes
+    assert not any(k.startswith("trunk.") for k in load_file(str(tmp_path / "fp16" / "model.safetensors")))
 
 
-def test_a_changed_trunk_is_not_silently_replaced_by_the_package(tmp_path):
+def test_changed_trunk_tensors_are_saved_and_override_the_package(tmp_path):
     model = _model()
     with torch.no_grad():
-        model.trunk.body.conv_stem.weight.add_(0.1)
-    with pytest.raises(ValueError, match="differs from the 'lite0' package"):
-        model.save_pretrained(tmp_path)
+        model.trunk.body.bn1.weight.add_(0.1)  # e.g. norms fine-tuned at another resolution
+    model.save_pretrained(tmp_path)
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    assert [k for k in saved if k.startswith("trunk.")] == ["trunk.body.bn1.weight"]
+    loaded = load_seqpar(tmp_path)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert torch.equal(loaded.trunk.body.bn1.weight, model.trunk.body.bn1.weight)
+    assert torch.equal(loaded.trunk.body.conv_stem.weight, pretrained_trunk_state(model.config)["conv_stem.weight"])
 
 
 def test_pretrained_trunk_needs_a_frozen_matching_trunk():

