@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vision.data import ClassSet
+from vision.model import DEFAULT_MODEL_DIR
 
 _TIMM_KEY = "timm_model"
 
@@ -123,11 +124,7 @@ def export_model(model: nn.Module, directory: str | Path) -> Path:
 
 def load_model(directory: str | Path) -> nn.Module:
     """Load a model directory written by `export_model` (SeqPar or timm baseline), or "default": the packaged model."""
-    if str(directory) == "default":
-        from vision import load_seqpar
-
-        return load_seqpar("default")
-    directory = Path(directory)
+    directory = DEFAULT_MODEL_DIR if str(directory) == "default" else Path(directory)
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"model folder {directory} has no config.json (expected a folder written by save_pretrained)")
