@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .classifier import CALIBRATION_KEY, GuidedClassifier
-from .cli_util import run_main
+from xmcommon.cli import run_main
 from .dataset import list_labelled_images
 from .evaluate import CUE_KINDS, EvalItem, build_items, guide_for_cue
 from .guide import Guide

@@ -26,7 +26,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .classifier import GuidedClassifier
-from .cli_util import run_main
+from xmcommon.cli import run_main
 from .dataset import AUDIO_SUFFIXES, LabelledImage, list_labelled_images, read_cue_csv
 from .guide import Guide
 from .result import MODES

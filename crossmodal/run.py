@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from .cli_util import run_main
+from xmcommon.cli import run_main
 from .result import MODES
 
 OFFLINE_HINT = "Pass a local AST checkpoint with --audio-model DIR; --text works offline (e.g. --text \"meow\")."

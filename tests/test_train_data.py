@@ -12,7 +12,6 @@ import yaml
 from PIL import Image
 from safetensors.torch import save_file
 
-from vision.atomic import atomic_write
 from vision.checkpoint import load_checkpoint, save_checkpoint
 from vision.data import (EpochSampler, ImageFolderDataset, build_transforms, class_set, collate, load_splits,
                          select_classes)
@@ -209,23 +208,3 @@ def test_build_model_reads_hierarchy_files_and_presets(tmp_path):
         build_model({"preset": "nope"}, classes, {})
     with pytest.raises(ValueError, match="model.arch must be"):
         build_model({"arch": "keras"}, classes, {})
-
-
-def test_atomic_write_keeps_the_old_file_on_failure_and_uses_umask_permissions(tmp_path):
-    target = tmp_path / "model.safetensors"
-    atomic_write(target, lambda tmp: Path(tmp).write_text("v1"))
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert target.read_text() == "v1" and target.stat().st_mode & 0o777 == 0o666 & ~umask
-    weights = tmp_path / "w.safetensors"  # safetensors replaces the file it writes
-    atomic_write(weights, lambda tmp: save_file({"x": torch.zeros(2)}, tmp))
-    assert weights.stat().st_mode & 0o777 == 0o666 & ~umask
-    weights.unlink()
-
-    def fail(tmp: str) -> None:
-        Path(tmp).write_text("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        atomic_write(target, fail)
-    assert target.read_text() == "v1" and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .atomic import atomic_write
+from xmcommon.files import atomic_write
 
 _SKELETON_KEY = "crossmodal.checkpoint"
 _FORMAT_VERSION = 1

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .atomic import atomic_write
+from xmcommon.files import atomic_write
 from .blocks import GroupedLogitHead, default_hidden, make_block
 from .config import SeqParConfig
 from .hierarchy import Hierarchy

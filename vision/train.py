@@ -35,7 +35,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from vision.atomic import atomic_write
+from xmcommon.files import atomic_write
 from vision.checkpoint import load_checkpoint, save_checkpoint
 from vision.cost import parse_classes
 from vision.data import ClassSet, EpochSampler, ImageFolderDataset, build_transforms, collate, load_splits
