@@ -20,7 +20,7 @@ import torch
 from vision.cost import measure
 from vision.model import SeqParModel
 from vision.presets import preset
-from vision.reference import BranchLoop
+from vision.nn.reference import BranchLoop
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}

@@ -8,8 +8,6 @@ classes this model does not have, falls back to ``unguided`` and the result says
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import threading
 import time
@@ -17,25 +15,25 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from timm.data import ImageNetInfo
 
-from vision import SeqParModel, load_seqpar
+from mappings import Guide
+from mappings.guide import GainKey
+from vision import Calibration, SeqParModel, load_seqpar
+from vision.data.imagenet import imagenet_description
 
 from .cutouts import CutoutCache
 from .frames import Frame, FramePreprocessor, split_batch
-from .guide import GainKey, Guide
 from .result import MODES, GuidedResult, Prediction, RunCost, Timings
-
-CALIBRATION_KEY = "calibration"  # config.metadata[CALIBRATION_KEY]["level_gains"]: one gain (or None) per level
 
 
 class GuidedClassifier:
     """Guided recognition over any :class:`vision.SeqParModel` (see the module docstring for the modes).
 
     ``level_gains`` (one value or ``None`` per tree level) replaces the guide's gain of every cued
-    node at that level, as calibrated by ``crossmodal.calibrate``; by default it is read from the
-    model's ``config.metadata["calibration"]``. Guides are arguments, never state: one classifier
-    serves any number of threads and cues at once.
+    node at that level, as calibrated by ``crossmodal.calibrate``; by default it is the model's
+    ``config.calibration.level_gains``. Guides are arguments, never state: one classifier serves any
+    number of threads and cues at once. ``cues`` (a :class:`crossmodal.cues.CueGuides`) makes guides
+    from text and sound; by default one is made for this model on first use.
     """
 
     def __init__(self, model: SeqParModel, *, cache_size: int = 32,
@@ -48,7 +46,7 @@ class GuidedClassifier:
         self.full_cost = self.cutouts.costs.cost(model)
         self.class_names = _class_names(model)
         if level_gains is None:
-            level_gains = model.config.metadata.get(CALIBRATION_KEY, {}).get("level_gains")
+            level_gains = model.config.calibration.level_gains
         self.level_gains = _check_level_gains(level_gains, len(model.levels))
         self._levels = {cid: model.hierarchy.leaf_position(i)[0] for i, cid in enumerate(model.class_ids)}
         self._levels.update({name: model.hierarchy.node_position(name)[0] for name in model.hierarchy.node_names})
@@ -58,13 +56,14 @@ class GuidedClassifier:
                         **kwargs: Any) -> GuidedClassifier:
         """A classifier over a saved SeqPar model directory (``"default"``: the packaged model).
 
-        ``audio_model``: AST checkpoint id or directory for audio cues (loaded on the first audio cue).
+        ``audio_model``: the audio tagger for sound cues, a name or directory for ``audio.AudioTagger.from_pretrained``
+        (loaded on the first sound cue).
         """
         seqpar = load_seqpar(model)
         if audio_model is not None:
             from .cues import CueGuides
 
-            kwargs["cues"] = CueGuides(audio_model=audio_model, tree=class_id_tree(seqpar))
+            kwargs["cues"] = CueGuides(seqpar, audio_model=audio_model)
         return cls(seqpar, **kwargs)
 
     @property
@@ -74,7 +73,7 @@ class GuidedClassifier:
             if self._cues is None:
                 from .cues import CueGuides
 
-                self._cues = CueGuides(tree=class_id_tree(self.model))
+                self._cues = CueGuides(self.model)
             return self._cues
 
     def guide(self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None,
@@ -219,30 +218,17 @@ def _check_args(mode: str, top_k: int, guide: Any) -> None:
 
 
 def _check_level_gains(values: Sequence[float | None] | None, levels: int) -> tuple[float | None, ...] | None:
+    """Level gains validated like ``vision.Calibration.level_gains``, one per tree level (or None)."""
     if values is None:
         return None
-    values = tuple(values)
-    if len(values) != levels:
-        raise ValueError(f"level_gains needs one value (or None) per tree level: {levels} levels, got {values}")
-    for v in values:
-        if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= float(v) < math.inf):
-            raise ValueError(f"level gains must be finite numbers >= 0 or None, got {values}")
-    return tuple(None if v is None else float(v) for v in values)
-
-
-def class_id_tree(model: SeqParModel) -> dict:
-    """The model's class tree with class ids (``config.class_ids``) as leaves instead of output indices."""
-    def visit(node: Any) -> Any:
-        if isinstance(node, int):
-            return model.class_ids[node]
-        return {"name": node["name"], "children": [visit(c) for c in node["children"]]}
-
-    return visit(model.config.hierarchy)
+    gains = Calibration(level_gains=tuple(values)).level_gains
+    if len(gains) != levels:
+        raise ValueError(f"level_gains needs one value (or None) per tree level: {levels} levels, got {gains}")
+    return gains
 
 
 def _class_names(model: SeqParModel) -> dict[int, str]:
     """Per class id: the config's names, else the ImageNet-1k name (label ids are ImageNet indices)."""
     if model.config.class_names:
         return dict(zip(model.class_ids, model.config.class_names))
-    info = ImageNetInfo()
-    return {c: info.index_to_description(c) if 0 <= c < 1000 else str(c) for c in model.class_ids}
+    return {c: imagenet_description(c) if 0 <= c < 1000 else str(c) for c in model.class_ids}

@@ -1,7 +1,9 @@
-"""Cues -> guides: text through the CueMapper, sounds through the AST AudioTagger and then the mapper.
+"""Cues -> guides for one vision model: text through the CueMapper, sounds through the audio tagger and then
+the mapper; the model's own class tree adds node gains (``SeqParModel.node_gains``).
 
-Both models load on first use (text never loads the audio model), once, also when several threads
-ask at the same time.
+Each :class:`CueGuides` owns its models (no process-wide globals); both load on first use (text never
+loads the audio model), once, also when several threads ask at the same time. Pass a mapper or a tagger
+to share one between classifiers.
 """
 
 from __future__ import annotations
@@ -13,55 +15,44 @@ from typing import Any
 import numpy as np
 
 from audio import AudioTagger, Cue, TextCue
-from mappings import CueMapper
+from mappings import CueMapper, Guide
+from vision import SeqParModel
 
-from .guide import Guide
 from .stream import CueStream
 
 DEFAULT_AUDIO_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
-_DEFAULT_MAPPER: CueMapper | None = None
-_DEFAULT_MAPPER_LOCK = threading.Lock()
-
-
-def default_mapper() -> CueMapper:
-    """The packaged MiniLM CueMapper, built once per process (building it takes seconds)."""
-    global _DEFAULT_MAPPER
-    with _DEFAULT_MAPPER_LOCK:
-        if _DEFAULT_MAPPER is None:
-            _DEFAULT_MAPPER = CueMapper.default()
-        return _DEFAULT_MAPPER
 
 
 class CueGuides:
-    """Makes :class:`Guide` values from text, audio files, waveforms or ready :class:`audio.Cue` objects."""
+    """Makes :class:`Guide` values for ``model`` from text, audio files, waveforms or ready :class:`audio.Cue`."""
 
-    def __init__(self, mapper: CueMapper | None = None, tagger: AudioTagger | None = None,
-                 audio_model: str | os.PathLike = DEFAULT_AUDIO_MODEL, tree: dict | None = None):
+    def __init__(self, model: SeqParModel, *, mapper: CueMapper | None = None, tagger: AudioTagger | None = None,
+                 audio_model: str | os.PathLike = DEFAULT_AUDIO_MODEL):
+        self.model = model
         self._mapper, self._tagger = mapper, tagger
         self.audio_model = audio_model
-        self.tree = tree  # a vision model's class tree with class ids as leaves: its nodes get gains too
         self._mapper_lock, self._tagger_lock = threading.Lock(), threading.Lock()
 
     @property
     def mapper(self) -> CueMapper:
+        """The packaged MiniLM CueMapper (built on first use: it takes seconds)."""
         with self._mapper_lock:
             if self._mapper is None:
-                self._mapper = default_mapper()
+                self._mapper = CueMapper.default()
             return self._mapper
 
     @property
     def tagger(self) -> AudioTagger:
-        """The AST tagger; offline without a checkpoint this raises FileNotFoundError naming the model."""
+        """The audio tagger; a model that is not available raises FileNotFoundError naming it."""
         with self._tagger_lock:
             if self._tagger is None:
                 self._tagger = AudioTagger.from_pretrained(self.audio_model)
             return self._tagger
 
     def from_cue(self, cue: Cue) -> Guide:
-        """Map a cue; with ``tree``, every node of it whose classes are all cued gets a gain as well."""
-        mapped = self.mapper.map(cue)
-        extra = mapped.node_gains(self.tree) if self.tree is not None else {}
-        return Guide.from_mapping(mapped, cue, extra_gains=extra)
+        """Map a cue; every node of the model's tree whose classes are all cued gets a gain as well."""
+        guide = self.mapper.map(cue)
+        return guide.with_gains(self.model.node_gains(guide.class_gains()))
 
     def from_text(self, text: str) -> Guide:
         return self.from_cue(TextCue(text))
@@ -76,6 +67,6 @@ class CueGuides:
         return self.from_cue(self.audio_cue(audio, sampling_rate, top_k))
 
     def stream(self, sampling_rate: int, top_k: int = 5, **options: Any) -> CueStream:
-        """A :class:`CueStream` that tags with the AST and maps with the mapper (options: window/interval)."""
+        """A :class:`CueStream` that tags with the audio model and maps with the mapper (options: window/interval)."""
         return CueStream(lambda wave, rate: self.audio_cue(wave, rate, top_k), self.from_cue,
                          sampling_rate=sampling_rate, **options)

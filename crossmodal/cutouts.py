@@ -1,4 +1,9 @@
-"""A bounded, thread-safe LRU cache of cutouts (one per class subset), with build-time accounting."""
+"""A bounded, thread-safe LRU cache of cutouts (one per class subset), with build-time accounting.
+
+Cached cutouts share the classifier model's trunk (an inference-only view) and follow the model: when
+``model.to(device)`` or ``model.half()`` changed where or in which dtype it runs, a cached cutout is
+rebuilt from the model on its next use.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,18 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+import torch
+
 from vision import SeqParModel
 from vision.cost import BranchCosts, Cost
+
+Placement = tuple[torch.device, torch.dtype]
+
+
+def placement(model: torch.nn.Module) -> Placement:
+    """Where and in which dtype a model's weights are."""
+    weight = next(model.parameters())
+    return weight.device, weight.dtype
 
 
 @dataclass(frozen=True)
@@ -21,6 +36,7 @@ class CachedCutout:
     model: SeqParModel
     cost: Cost
     build_seconds: float
+    placement: Placement  # the parent's when the cutout was built
 
 
 @dataclass(frozen=True)
@@ -39,8 +55,8 @@ class CacheStats:
 class CutoutCache:
     """``get(classes)`` returns the cutout for that subset, building it once (other threads wait for it).
 
-    Cutouts share the model's trunk read-only (``share_trunk=True``), so a cached cutout costs only
-    its branches' memory. The least recently used subset is dropped beyond ``max_size``.
+    Cutouts share the model's trunk (``share_trunk=True``: an inference-only view), so a cached cutout
+    costs only its branches' memory. The least recently used subset is dropped beyond ``max_size``.
     """
 
     def __init__(self, model: SeqParModel, max_size: int = 32):
@@ -57,8 +73,13 @@ class CutoutCache:
     def get(self, classes: Sequence[int]) -> tuple[CachedCutout, bool]:
         """(the cutout for ``classes``, whether it came from the cache)."""
         key = tuple(classes)
+        where = placement(self.model)
         with self._lock:
             future = self._entries.get(key)
+            if future is not None and future.done() and future.exception() is None \
+                    and future.result().placement != where:
+                del self._entries[key]  # the model moved or changed dtype since: rebuild from it
+                future = None
             hit = future is not None
             if hit:
                 self._entries.move_to_end(key)
@@ -85,12 +106,13 @@ class CutoutCache:
 
     def _build(self, key: tuple[int, ...]) -> CachedCutout:
         start = time.perf_counter()
-        cutout = self.model.cutout(list(key), share_trunk=True).eval()
+        where = placement(self.model)
+        cutout = self.model.cutout(list(key), share_trunk=True)
         cost = self.costs.cost(cutout)
         seconds = time.perf_counter() - start
         with self._lock:
             self._build_seconds.append(seconds)
-        return CachedCutout(key, cutout, cost, seconds)
+        return CachedCutout(key, cutout, cost, seconds, where)
 
     def stats(self) -> CacheStats:
         with self._lock:

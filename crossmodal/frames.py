@@ -3,45 +3,30 @@
 Accepted frames: image file paths, PIL images, numpy ``HxWx3`` uint8 arrays (RGB, or BGR from
 OpenCV with ``bgr=True``) and torch ``3xHxW`` tensors (uint8, or float in [0, 1], rounded to 8 bit
 so that every form of the same picture gives the same input). Preprocessing is the model's own
-eval transform: timm's data config of the trunk's timm model, at the SeqPar config's
-``image_size``, with optional overrides in ``config.metadata["data_config"]``.
+eval transform, ``vision.data.eval_transform(model.data_config())``: the same pipeline as every
+evaluation, from the same loader (``vision.data.load_rgb``) for files.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from timm.data import create_transform
+from PIL import Image
 
-from vision.data import model_data_config
+from vision.data import eval_transform, load_rgb
 
 Frame = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
-
-
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB; FileNotFoundError when missing, ValueError when unreadable or empty."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {path} not found")
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image file {path}: {err}") from err
-    return _check_pil(image, str(path))
 
 
 def to_pil(frame: Frame, bgr: bool = False) -> Image.Image:
     """One frame as an RGB PIL image (see the module docstring for the accepted forms)."""
     if isinstance(frame, (str, os.PathLike)):
         _no_bgr(bgr, "an image file")
-        return load_image(frame)
+        return load_rgb(frame)
     if isinstance(frame, Image.Image):
         _no_bgr(bgr, "a PIL image")
         return _check_pil(frame.convert("RGB"), "PIL image")
@@ -79,11 +64,11 @@ class FramePreprocessor:
 
     def __init__(self, data_config: Mapping[str, Any]):
         self.data_config = dict(data_config)
-        self.transform = create_transform(**self.data_config, is_training=False)
+        self.transform = eval_transform(self.data_config)
 
     @classmethod
     def for_model(cls, model: torch.nn.Module) -> FramePreprocessor:
-        return cls(model_data_config(model))
+        return cls(model.data_config())
 
     @property
     def image_size(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .guide import Guide
+from mappings import Guide
 
 MODES = ("unguided", "attend", "cutout", "cutout+attend")
 

@@ -6,15 +6,16 @@ Exit codes: 0 ok, 2 bad input (missing file, bad argument, model not available o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from xmcommon.cli import run_main
+from xmcommon.cli import render_json, run_cli
+
 from .result import MODES
 
-OFFLINE_HINT = "Pass a local AST checkpoint with --audio-model DIR; --text works offline (e.g. --text \"meow\")."
+OFFLINE_HINT = "Pass a local audio model with --audio-model DIR; --text works offline (e.g. --text \"meow\")."
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -35,8 +36,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Reject bad arguments before any model loads (seconds), naming the argument."""
+    for flag in ("image", "audio"):
+        path = getattr(args, flag)
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"--{flag} {path}: file not found")
+    if args.top_k < 1:
+        raise ValueError(f"--top-k {args.top_k}: expected a positive number of predictions")
+    if args.text is not None and not args.text.strip():
+        raise ValueError("--text is empty: expected a cue such as 'meow'")
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Run one guided prediction; returns a JSON-ready dict (raises ValueError/FileNotFoundError on bad input)."""
+    check_args(args)
     from .classifier import GuidedClassifier
 
     timings: dict[str, float] = {}
@@ -51,11 +65,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         if args.audio is not None:
             try:
-                cue = clf.cues.audio_cue(args.audio)
+                clf.cues.tagger  # noqa: B018 - load the audio model: a missing one is reported with the CLI's hint
             except FileNotFoundError as err:
-                if "AST model" in str(err):
-                    raise FileNotFoundError(f"{err} {OFFLINE_HINT}") from err
-                raise
+                raise FileNotFoundError(f"{err} {OFFLINE_HINT}") from err
+            timings["load_audio_model_ms"] = 1e3 * (time.perf_counter() - start)
+            start = time.perf_counter()
+            cue = clf.cues.audio_cue(args.audio)
             timings["audio_tagging_ms"] = 1e3 * (time.perf_counter() - start)
         else:
             from audio import TextCue
@@ -66,7 +81,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         timings["cue_mapping_ms"] = 1e3 * (time.perf_counter() - start)
     mode = args.mode or ("cutout+attend" if guide is not None else "unguided")
     result = clf.predict(args.image, guide, mode=mode, top_k=args.top_k)
-    timings.update({f"{k}": v for k, v in result.timings.to_dict().items()})
+    timings.update(result.timings.to_dict())
     return {"image": args.image, "model": str(args.model), "cue": cue.to_dict() if cue is not None else None,
             **result.to_dict(), "timings": timings}
 
@@ -95,12 +110,12 @@ def format_text(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _render(out: dict[str, Any], args: argparse.Namespace) -> str:
+    return render_json(out) if args.json else format_text(out)
+
+
 def cli(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    code, out = run_main(main, args)
-    if code == 0:
-        print(json.dumps(out, indent=2) if args.json else format_text(out))
-    return code
+    return run_cli(get_args_parser(), main, argv, _render)
 
 
 if __name__ == "__main__":

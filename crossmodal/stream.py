@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .guide import Guide
+from mappings import Guide
 
 TagFn = Callable[[np.ndarray, int], Any]  # (mono float32 waveform, sampling rate) -> a Cue
 GuideFn = Callable[[Any], Guide]  # Cue -> Guide

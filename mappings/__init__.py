@@ -3,8 +3,8 @@
 from .classes import ImageNetClass, imagenet_classes
 from .guide import Guide, Match
 from .mapper import CueMapper, MapperConfig
-from .trees import cluster_tree, load_tree, save_tree, validate_tree, wordnet_tree
+from .trees import cluster_tree, wordnet_group_tree, wordnet_tree
 from .wordnet import WordNetHierarchy, imagenet_hierarchy
 
 __all__ = ["CueMapper", "Guide", "ImageNetClass", "MapperConfig", "Match", "WordNetHierarchy", "cluster_tree",
-           "imagenet_classes", "imagenet_hierarchy", "load_tree", "save_tree", "validate_tree", "wordnet_tree"]
+           "imagenet_classes", "imagenet_hierarchy", "wordnet_group_tree", "wordnet_tree"]

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from xmcommon.files import atomic_write
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_ENV = "CROSSMODAL_CACHE"
 PROGRESS_FROM = 256  # texts; larger batches show a tqdm bar
+_log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -51,18 +57,26 @@ def load_sentence_model(model: str = DEFAULT_MODEL, device: str = "cpu"):
 
 
 class TextEncoder:
-    """Normalised embeddings of texts; whole batches are cached on disk by model name + text hash."""
+    """Normalised embeddings of texts; whole batches are cached on disk by model name + text hash.
+
+    The model loads on first use, once, also when several threads ask at the same time. A cache file
+    that cannot be read is recomputed and rewritten (atomically); a cache folder that cannot be
+    written is skipped with one warning.
+    """
 
     def __init__(self, model=None, *, model_name: str = DEFAULT_MODEL, cache_dir: str | Path | None = None):
         self.model_name = model_name
         self._model = model
+        self._model_lock = threading.Lock()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._cache_warned = False
 
     @property
     def model(self):
-        if self._model is None:
-            self._model = load_sentence_model(self.model_name)
-        return self._model
+        with self._model_lock:
+            if self._model is None:
+                self._model = load_sentence_model(self.model_name)
+            return self._model
 
     def cache_path(self, texts: Sequence[str]) -> Path:
         digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:20]
@@ -80,16 +94,36 @@ class TextEncoder:
         """Like ``encode`` but read from / written to the disk cache."""
         texts = list(texts)
         path = self.cache_path(texts)
-        if path.is_file():
-            emb = load_file(str(path))["embeddings"]
-            if emb.shape[0] == len(texts):
-                return emb
+        cached = self._read_cache(path, len(texts))
+        if cached is not None:
+            return cached
         emb = self.encode(texts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"embeddings": emb.contiguous()}, str(tmp))
-        tmp.replace(path)
+        self._write_cache(path, emb)
         return emb
+
+    def _read_cache(self, path: Path, rows: int) -> torch.Tensor | None:
+        """The cached embeddings, or None when absent or unusable (a damaged file is then recomputed)."""
+        if not path.is_file():
+            return None
+        try:
+            emb = load_file(str(path))["embeddings"]
+        except (SafetensorError, OSError, KeyError, ValueError) as err:
+            _log.warning("embedding cache file %s is unreadable (%s); recomputing it", path, err)
+            return None
+        if emb.ndim != 2 or emb.shape[0] != rows or not torch.isfinite(emb).all():
+            _log.warning("embedding cache file %s does not hold %d finite rows; recomputing it", path, rows)
+            return None
+        return emb
+
+    def _write_cache(self, path: Path, emb: torch.Tensor) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda tmp: save_file({"embeddings": emb.contiguous()}, tmp))
+        except OSError as err:
+            if not self._cache_warned:
+                self._cache_warned = True
+                _log.warning("cannot write the embedding cache in %s (%s); continuing without it (set %s to a "
+                             "writable folder)", self.cache_dir, err, CACHE_ENV)
 
 
 @dataclass(frozen=True)

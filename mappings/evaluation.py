@@ -7,8 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from xmcommon.ids import parse_ids
+
 from .mapper import cue_labels
-from .overrides import parse_classes
 from .wordnet import WordNetHierarchy
 
 
@@ -55,7 +56,7 @@ def load_eval_cases(path: str | Path, hierarchy: WordNetHierarchy) -> tuple[Eval
             if isinstance(item, str) and not item[:1].isdigit():
                 expected.update(hierarchy.classes_under(item))
             else:
-                expected.update(parse_classes(str(cue), [item], len(hierarchy.classes)))
+                expected.update(parse_ids([item], what=f"{path} entry {i} ({cue})", limit=len(hierarchy.classes)))
         cases.append(EvalCase(cue, frozenset(expected)))
     return tuple(cases)
 

@@ -1,13 +1,24 @@
-"""The result of mapping a cue: classes to look for, attention gains, and why."""
+"""Guides: immutable values saying which classes to look for, how strongly to attend to them, and why.
+
+The one guide type of the project: :class:`mappings.CueMapper` makes guides from cues, and
+``crossmodal`` (which re-exports it) runs them. Guides are hashable values that any thread may share.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Union
+
+GainKey = Union[int, str]  # a class id, or the name of a node of a model's class tree
+GUIDE_SOURCES = ("text", "audio", "manual")
 
 
 @dataclass(frozen=True)
 class Match:
-    """How one cue label led to classes: ``method`` is override / wordnet / ontology / embedding."""
+    """How one cue label led to classes: ``method`` is override / wordnet / embedding."""
 
     label: str
     score: float
@@ -24,44 +35,71 @@ class Match:
 
 @dataclass(frozen=True)
 class Guide:
-    """Classes to look for (sorted indices) and gains for classes and WordNet tree nodes.
+    """Classes to look for (label ids, sorted), attention gains, and where they came from.
 
-    ``confident`` is False when the cue has no visual counterpart (or too weak a score): then
-    ``classes`` is empty and the pipeline must stay unguided.
+    ``gains`` holds ``(key, gain)`` pairs, keys being class ids or tree-node names (class ids first,
+    then names, each sorted). A guide with ``confident=False`` has no classes and makes every guided
+    mode fall back to the unguided model. ``cue`` holds the cue's ``(label, score)`` pairs and
+    ``source`` its modality. ``class_names`` (for :meth:`explain` only) takes no part in equality.
     """
 
     classes: tuple[int, ...]
-    gains: dict[int | str, float]
-    confident: bool
+    gains: tuple[tuple[GainKey, float], ...] = ()
+    confident: bool = True
     matches: tuple[Match, ...] = ()
     notes: tuple[str, ...] = ()
-    class_names: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
+    cue: tuple[tuple[str, float], ...] = ()
+    source: str = "manual"
+    class_names: Mapping[int, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
-    def node_gains(self, tree: dict) -> dict[str, float]:
-        """Gains for the internal nodes of any exported tree (``{"name", "children"}``).
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        classes = tuple(sorted({_class_id(c) for c in self.classes}))
+        if self.confident and not classes:
+            raise ValueError("a confident guide needs at least one class")
+        if not self.confident and classes:
+            raise ValueError(f"a guide that is not confident has no classes, got {len(classes)}")
+        if self.source not in GUIDE_SOURCES:
+            raise ValueError(f"guide source must be one of {GUIDE_SOURCES}, got {self.source!r}")
+        pairs = {_gain_key(k): v for k, v in (self.gains.items() if isinstance(self.gains, Mapping) else self.gains)}
+        for key, value in pairs.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"gain for {key!r} must be a finite number >= 0, got {value!r}")
+        set_("classes", classes)
+        set_("gains", tuple(sorted(((k, float(v)) for k, v in pairs.items()),
+                                   key=lambda kv: (isinstance(kv[0], str), kv[0]))))
+        set_("matches", tuple(self.matches))
+        set_("notes", tuple(str(n) for n in self.notes))
+        set_("cue", tuple((str(label), float(score)) for label, score in self.cue))
+        set_("class_names", dict(self.class_names))
 
-        A node gets a gain when every class below it is cued: the smallest gain among them.
-        """
-        out: dict[str, float] = {}
+    @classmethod
+    def for_classes(cls, classes: Iterable[int], gain: float = 1.0, note: str = "") -> Guide:
+        """A hand-made guide: look for ``classes``, each with the same ``gain`` (1.0 = no attention)."""
+        classes = tuple(classes)
+        return cls(classes, tuple((c, gain) for c in classes), True,
+                   notes=(note or f"manual: {len(set(classes))} classes",))
 
-        def visit(node: dict | int) -> list[float] | None:
-            if isinstance(node, int):
-                return [self.gains[node]] if node in self.gains else None
-            below: list[float] = []
-            full = True
-            for child in node["children"]:
-                got = visit(child)
-                if got is None:
-                    full = False
-                else:
-                    below.extend(got)
-            if full and below:
-                out[node["name"]] = min(below)
-                return below
-            return None
+    @classmethod
+    def abstain(cls, notes: Iterable[str] = (), cue: Iterable[tuple[str, float]] = (), source: str = "manual") -> Guide:
+        """A guide that is not confident: guided modes run unguided, and ``notes`` say why."""
+        return cls((), (), False, notes=tuple(notes), cue=tuple(cue), source=source)
 
-        visit(tree)
-        return out
+    def gain_map(self) -> dict[GainKey, float]:
+        """The gains as a new dict."""
+        return dict(self.gains)
+
+    def class_gains(self) -> dict[int, float]:
+        """The gains of classes (not of tree nodes)."""
+        return {k: v for k, v in self.gains if isinstance(k, int)}
+
+    def with_gains(self, extra: Mapping[GainKey, float]) -> Guide:
+        """The same guide with ``extra`` gains added (a gain already present is kept)."""
+        if not extra:
+            return self
+        gains = {**dict(extra), **dict(self.gains)}
+        return Guide(self.classes, tuple(gains.items()), self.confident, self.matches, self.notes, self.cue,
+                     self.source, self.class_names)
 
     def explain(self) -> str:
         """Human-readable account: which cue label matched which classes, how, how strongly."""
@@ -76,19 +114,41 @@ class Guide:
             more = f" (+{len(m.classes) - 6} more)" if len(m.classes) > 6 else ""
             via = f" via {m.via}" if m.via else ""
             sim = f" (cosine {m.similarity:.2f})" if m.method == "embedding" else ""
-            lines.append(f"  {m.label!r} (score {m.score:.2f}){via} -> {m.method} {m.matched!r}{sim} -> {names}{more}")
-        lines.extend(f"  {note}" for note in self.notes)
-        nodes = {k: v for k, v in self.gains.items() if isinstance(k, str)}
+            lines.append(f"  {_short(m.label)!r} (score {m.score:.2f}){via} -> {m.method} {m.matched!r}{sim} "
+                         f"-> {names}{more}")
+        lines.extend(f"  {_short(note, 200)}" for note in self.notes)
+        nodes = {k: v for k, v in self.gains if isinstance(k, str)}
         if nodes:
             shown = [f"{k} {v:.2f}" for k, v in sorted(nodes.items())]
             more = f" (+{len(shown) - 8} more)" if len(shown) > 8 else ""
             lines.append("  node gains: " + ", ".join(shown[:8]) + more)
-        if self.classes:
-            gains = sorted({round(self.gains[c], 2) for c in self.classes})
-            lines.append(f"  class gains: {gains[0]:.2f}..{gains[-1]:.2f}")
+        class_gains = self.class_gains()
+        if class_gains:
+            values = sorted({round(v, 2) for v in class_gains.values()})
+            lines.append(f"  class gains: {values[0]:.2f}..{values[-1]:.2f}")
         return "\n".join(lines)
 
-    def to_dict(self) -> dict:
-        return {"classes": list(self.classes), "gains": {str(k): v for k, v in self.gains.items()},
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "gains": {str(k): v for k, v in self.gains},
                 "confident": self.confident, "matches": [m.to_dict() for m in self.matches],
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "cue": [{"label": label, "score": score} for label, score in self.cue],
+                "source": self.source, "explanation": self.explain()}
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (an explanation stays short for a very long cue)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _gain_key(key: Any) -> GainKey:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+        raise ValueError(f"gain key {key!r} must be a class id (int) or a tree-node name (str)")
+    return int(key)
+
+
+def _class_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"guide classes must be integer class ids, got {value!r}")
+    return int(value)

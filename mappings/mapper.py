@@ -17,18 +17,22 @@ steps 1-2 or an AudioSet label; without any, the whole text goes to step 3.
 
 Gain of a class: ``lo + (hi - lo) * score * strength`` with the cue score in [0, 1] and the match
 strength 1 for override/wordnet, ``0.5 + 0.5 * (sim - threshold) / (1 - threshold)`` for
-embeddings - monotone in both; the highest gain wins when several labels hit a class. A WordNet
-node gets a gain when all its classes are cued (the smallest of their gains).
+embeddings - monotone in both; the highest gain wins when several labels hit a class. Guides carry
+class gains only: the nodes of a vision model's own class tree get theirs from that tree
+(``vision.SeqParModel.node_gains``), in ``crossmodal``.
+
+One mapper serves many threads: its memo of query embeddings is guarded by a lock.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .classes import imagenet_classes
 from .embeddings import DEFAULT_MODEL, EmbeddingIndex, Hit, TextEncoder
 from .guide import Guide, Match
 from .ontology import AudioSetOntology, audioset_ontology, split_synonyms
@@ -73,6 +77,13 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def cue_source(cue: object) -> str:
+    """The modality of a cue: its ``source`` (an ``audio.Cue``), ``"text"`` for a string, else ``"manual"``."""
+    if isinstance(cue, str):
+        return "text"
+    return str(getattr(cue, "source", "manual"))
+
+
 def cue_labels(cue: object) -> tuple[tuple[str, float], ...]:
     """Normalise a cue: text, list of (label, score) or an object with ``labels`` (audio Cue)."""
     if isinstance(cue, str):
@@ -112,9 +123,9 @@ class CueMapper:
         names = sorted(self.ontology.names)
         hits = self.index.search(self.encoder.encode_cached(names), top_k=1)
         self._label_hits: dict[str, Hit] = {n: h[0] for n, h in zip(names, hits, strict=True)}
-        self._query_hits: dict[str, Hit] = {}
+        self._query_hits: OrderedDict[str, Hit] = OrderedDict()  # LRU memo of free-text queries
+        self._memo_lock = threading.Lock()
         self._class_names = {c.index: c.name for c in classes}
-        self._ancestors = {c.index: self.hierarchy.ancestors(c.index) for c in classes}
 
     @classmethod
     def default(cls, **overrides) -> CueMapper:
@@ -123,14 +134,20 @@ class CueMapper:
 
     # --- single names -----------------------------------------------------------------------
     def _nearest_class(self, text: str) -> Hit:
-        """Best class for a text: precomputed for AudioSet labels, memoised for other texts."""
+        """Best class for a text: precomputed for AudioSet labels, memoised (LRU, thread-safe) for other texts."""
         if text in self._label_hits:
             return self._label_hits[text]
-        if text not in self._query_hits:
-            if len(self._query_hits) >= QUERY_MEMO:
-                self._query_hits.clear()
-            self._query_hits[text] = self.index.search(self.encoder.encode([text]), top_k=1)[0][0]
-        return self._query_hits[text]
+        with self._memo_lock:
+            hit = self._query_hits.get(text)
+            if hit is not None:
+                self._query_hits.move_to_end(text)
+                return hit
+        hit = self.index.search(self.encoder.encode([text]), top_k=1)[0][0]  # outside the lock: the slow part
+        with self._memo_lock:
+            self._query_hits[text] = hit
+            while len(self._query_hits) > QUERY_MEMO:
+                self._query_hits.popitem(last=False)
+        return hit
 
     def _override(self, label: str, score: float, phrase: str, via: str) -> Match | None:
         hit = self.overrides.get(_norm(phrase))
@@ -250,10 +267,8 @@ class CueMapper:
             if not found:
                 notes.append(self._abstain_reason(label, name))
         gains = self._class_gains(matches)
-        classes = tuple(sorted(gains))
-        gains_all: dict[int | str, float] = dict(sorted(gains.items()))
-        gains_all.update(self._node_gains(gains))
-        return Guide(classes, gains_all, bool(classes), tuple(matches), tuple(notes), self._class_names)
+        return Guide(tuple(gains), tuple(gains.items()), bool(gains), tuple(matches), tuple(notes), pairs,
+                     cue_source(cue), self._class_names)
 
     def _abstain_reason(self, label: str, name: str | None) -> str:
         hit = self._nearest_class(name or label)
@@ -285,15 +300,3 @@ class CueMapper:
             for c in m.classes:
                 gains[c] = max(gains.get(c, 0.0), g)
         return gains
-
-    def _node_gains(self, gains: dict[int, float]) -> dict[str, float]:
-        chosen = set(gains)
-        out: dict[str, float] = {}
-        for c in sorted(chosen):
-            for node in self._ancestors[c]:
-                if node in out:
-                    continue
-                under = self.hierarchy.classes_under(node)
-                if set(under) <= chosen:
-                    out[node] = min(gains[i] for i in under)
-        return dict(sorted(out.items()))

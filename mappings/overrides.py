@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from xmcommon.ids import parse_ids
+
 from .wordnet import WordNetHierarchy
 
 ALLOWED_KEYS = {"classes", "synsets", "gain"}
@@ -24,26 +26,6 @@ class Override:
 
 def default_overrides_path() -> Path:
     return Path(str(resources.files(__package__).joinpath("overrides.yaml")))
-
-
-def parse_classes(key: str, items: list, num_classes: int) -> set[int]:
-    """Class indices from ``[281, "151-268", ...]``; ValueError names ``key`` and the bad item."""
-    out: set[int] = set()
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int | str):
-            raise ValueError(f"override {key!r}: class {item!r} must be an index or a range 'a-b'")
-        if isinstance(item, str):
-            lo, sep, hi = item.partition("-")
-            if not sep or not lo.strip().isdigit() or not hi.strip().isdigit() or int(lo) > int(hi):
-                raise ValueError(f"override {key!r}: class range {item!r} must look like '281-285'")
-            span = range(int(lo), int(hi) + 1)
-        else:
-            span = range(item, item + 1)
-        for index in span:
-            if not 0 <= index < num_classes:
-                raise ValueError(f"override {key!r}: unknown class {index}, expected 0..{num_classes - 1}")
-            out.add(index)
-    return out
 
 
 def parse_overrides(data: object, hierarchy: WordNetHierarchy,
@@ -64,7 +46,11 @@ def parse_overrides(data: object, hierarchy: WordNetHierarchy,
         if unknown:
             raise ValueError(f"{source}: entry {key!r} has unknown fields {sorted(unknown)}; "
                              f"expected {sorted(ALLOWED_KEYS)}")
-        classes = parse_classes(key, list(entry.get("classes") or []), len(hierarchy.classes))
+        items = entry.get("classes") or []
+        if not isinstance(items, list) or any(isinstance(i, bool) or not isinstance(i, int | str) for i in items):
+            raise ValueError(f"{source}: entry {key!r}: classes must be a list of indices or ranges like '281-285', "
+                             f"got {items!r}")
+        classes = set(parse_ids(items, what=f"{source}: entry {key!r}: classes", limit=len(hierarchy.classes)))
         for synset in entry.get("synsets") or []:
             try:
                 under = hierarchy.classes_under(str(synset))

@@ -1,19 +1,18 @@
-"""Class trees for NHL models: ``{"name": str, "children": [subtree | class index, ...]}``.
+"""Building class trees for NHL models from what the mappings know: WordNet, and class-text embeddings.
 
-Leaves are class indices, internal node names are unique. WordNet trees name nodes by synset
-(``"domestic_cat.n.01"``), so they equal the node names in ``Guide.gains``; clustering trees name
-them ``"cluster.L<level>.<n>"`` (use ``Guide.node_gains(tree)`` for those).
+A tree is plain data, ``{"name": str, "children": [subtree | class index, ...]}``, in the one format
+that ``vision.Hierarchy`` validates and lays out (this package does not import ``vision``). WordNet
+trees name nodes by synset (``"domestic_cat.n.01"``) or, for :func:`wordnet_group_tree`, by first lemma
+(``"hunting dog"``); clustering trees name them ``"cluster.L<level>.<n>"``.
 """
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from statistics import median
 
 import numpy as np
-import yaml
 
 from .wordnet import WordNetHierarchy
 
@@ -118,57 +117,55 @@ def cluster_tree(embeddings: np.ndarray, levels: int = 3, sizes: Sequence[int] |
     return _node(ROOT, build(0, list(range(n))))
 
 
-def tree_leaves(tree: dict | int) -> list[int]:
-    """Class indices of a tree, left to right."""
-    if isinstance(tree, int):
-        return [tree]
-    return [leaf for child in tree["children"] for leaf in tree_leaves(child)]
+def wordnet_group_tree(hierarchy: WordNetHierarchy, max_classes: int, min_classes: int = 1) -> dict:
+    """Root -> WordNet groups of at most ``max_classes`` classes -> their class indices.
+
+    Each class follows its first-parent chain up to the root; its group is the highest synset on that chain
+    whose first-parent subtree holds at most ``max_classes`` classes. Groups of fewer than ``min_classes``
+    classes that share a parent synset are then merged (largest first, each merged group at most
+    ``max_classes``) into groups named "<parent> (other)", which evens out the group sizes. Groups are
+    ordered by their first class and named by their first lemma (the wnid appended when two share a name).
+    ``(100, 20)`` gives the 30 groups of 3-90 classes of the packaged default model.
+    """
+    if max_classes < 1:
+        raise ValueError(f"max_classes={max_classes}: expected a positive number of classes per group")
+    if not 1 <= min_classes <= max_classes:
+        raise ValueError(f"min_classes={min_classes}: expected 1 <= min_classes <= max_classes={max_classes}")
+    chains = [tuple(reversed(hierarchy.primary_path(c.index))) for c in hierarchy.classes]  # class first
+    size = Counter(synset for chain in chains for synset in chain)
+    members: dict[str, list[int]] = {}
+    parent: dict[str, str | None] = {}
+    for index, chain in enumerate(chains):
+        top = max(i for i, synset in enumerate(chain) if size[synset] <= max_classes)
+        members.setdefault(chain[top], []).append(index)
+        parent[chain[top]] = chain[top + 1] if top + 1 < len(chain) else None
+    lemma = {s: hierarchy.lemmas(s)[0].replace("_", " ") for s in set(members) | set(parent.values()) - {None}}
+    groups = [(lemma[s], s, classes) for s, classes in members.items()
+              if len(classes) >= min_classes or parent[s] is None]
+    small: dict[str, list[tuple[str, list[int]]]] = {}
+    for s, classes in members.items():
+        if len(classes) < min_classes and parent[s] is not None:
+            small.setdefault(parent[s], []).append((s, classes))
+    for up, siblings in small.items():
+        if len(siblings) == 1:
+            (s, classes), = siblings
+            groups.append((lemma[s], s, classes))
+            continue
+        merged = _pack([classes for _, classes in siblings], max_classes)
+        for i, classes in enumerate(merged):
+            tag = "other" if len(merged) == 1 else f"other {i + 1}"
+            groups.append((f"{lemma[up]} ({tag})", up, sorted(classes)))
+    taken = Counter(name for name, _, _ in groups)
+    children = [_node(name if taken[name] == 1 else f"{name} ({hierarchy.wnid(synset)})", classes)
+                for name, synset, classes in sorted(groups, key=lambda group: group[2][0])]
+    return _node(ROOT, children)
 
 
-def validate_tree(tree: object, num_classes: int) -> dict:
-    """Check the exported format: unique node names, every class 0..n-1 exactly once."""
-    names: list[str] = []
-
-    def visit(node: object) -> None:
-        if isinstance(node, bool) or not isinstance(node, dict | int):
-            raise ValueError(f"tree node {node!r}: expected a class index or {{'name', 'children'}}")
-        if isinstance(node, dict):
-            if set(node) != {"name", "children"} or not isinstance(node["name"], str) \
-                    or not isinstance(node["children"], list) or not node["children"]:
-                raise ValueError(f"tree node {str(node)[:80]}: expected exactly a str 'name' and a non-empty "
-                                 "'children' list")
-            names.append(node["name"])
-            for child in node["children"]:
-                visit(child)
-
-    visit(tree)
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"tree node names must be unique; repeated: {dup[:5]}")
-    leaves = tree_leaves(tree)
-    if sorted(leaves) != list(range(num_classes)):
-        raise ValueError(f"tree leaves must be the classes 0..{num_classes - 1} exactly once; got "
-                         f"{len(leaves)} leaves, {len(set(leaves))} distinct")
-    return tree
-
-
-def save_tree(tree: dict, path: str | Path) -> Path:
-    """Write a tree as YAML (``.yaml``/``.yml``) or JSON (``.json``)."""
-    path = Path(path)
-    if path.suffix not in {".yaml", ".yml", ".json"}:
-        raise ValueError(f"tree file {path}: expected a .yaml, .yml or .json suffix")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".json":
-        path.write_text(json.dumps(tree, indent=1) + "\n", encoding="utf-8")
-    else:
-        path.write_text(yaml.safe_dump(tree, sort_keys=False, default_flow_style=None, width=120), encoding="utf-8")
-    return path
-
-
-def load_tree(path: str | Path, num_classes: int | None = None) -> dict:
-    """Read a YAML/JSON tree (``yaml.safe_load``), validated when ``num_classes`` is given."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tree file {path} not found")
-    tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return validate_tree(tree, num_classes) if num_classes is not None else tree
+def _pack(groups: list[list[int]], max_classes: int) -> list[list[int]]:
+    """Consecutive packs of the groups, largest first, each pack at most ``max_classes`` classes."""
+    packs: list[list[int]] = [[]]
+    for classes in sorted(groups, key=lambda g: (-len(g), g[0])):
+        if len(packs[-1]) + len(classes) > max_classes:
+            packs.append([])
+        packs[-1] += classes
+    return packs

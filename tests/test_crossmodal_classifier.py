@@ -102,7 +102,7 @@ def test_gains_are_restricted_to_keys_the_network_knows(clf, inputs):
     "guide, reason",
     [
         (None, "no guide given"),
-        (Guide((), (), confident=False, explanation="abstained"), "the guide is not confident"),
+        (Guide.abstain(["abstained"]), "the guide is not confident"),
         (Guide.for_classes([500, 900]), "none of the guide's classes is a class of this model"),
     ],
 )
@@ -123,7 +123,7 @@ def test_attend_without_known_gain_keys_reports_it(clf, inputs):
 
 def test_calibrated_level_gains_replace_the_guides_gains(inputs):
     model = tiny_model(image_size=SIZE)
-    model.config = model.config.replace(metadata={"calibration": {"level_gains": [None, 3.0, 1.25]}})
+    model.config = model.config.replace(calibration={"level_gains": [None, 3.0, 1.25]})
     clf = GuidedClassifier(model)
     guide = Guide((4, 5, 0), {0: 2.0, 4: 2.0, 5: 2.0, "a": 1.5, "c": 1.5})
     # tree: level 0 = a, b, leaf 6; level 1 = leaves 0..3 and node c; level 2 = leaves 4, 5
@@ -136,7 +136,7 @@ def test_calibrated_level_gains_replace_the_guides_gains(inputs):
     with pytest.raises(ValueError, match="one value .* per tree level: 3 levels"):
         GuidedClassifier(model, level_gains=[2.0])
     for bad in (True, -1.0, float("nan"), "2"):
-        with pytest.raises(ValueError, match="level gains must be finite numbers >= 0 or None"):
+        with pytest.raises(ValueError, match="level_gains must be finite numbers >= 0 or None"):
             GuidedClassifier(model, level_gains=[bad, None, None])
 
 
@@ -166,7 +166,7 @@ def test_cutout_cache_is_a_bounded_lru():
     assert cache.get((4, 5))[1] and not cache.get((0, 1))[1]
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.size, len(stats.build_seconds)) == (3, 4, 2, 4)
-    assert first.model.trunk is model.trunk  # cutouts share the trunk read-only
+    assert first.model.trunk is model.trunk and first.model.shares_trunk  # cutouts share the trunk, as a view
     with pytest.raises(ValueError, match="not classes of this model"):
         cache.get((77,))
     assert cache.stats().size == 2  # a failed build leaves no entry behind
@@ -217,3 +217,19 @@ def test_trunk_features_serve_every_mode(clf, inputs):
         shared = clf.predict_features(features, guide, mode, top_k=7, timings=(1.0, 2.0))
         assert torch.equal(probs_by_class(direct), probs_by_class(shared))
         assert (shared[0].timings.preprocess_ms, shared[0].timings.trunk_ms) == (1.0, 2.0)
+
+
+def test_cached_cutouts_follow_the_model_to_another_dtype(inputs):
+    """clf.model.half() / .to(...): cached cutouts are rebuilt from the model, never left behind."""
+    model = tiny_model(image_size=SIZE)
+    clf = GuidedClassifier(model)
+    guide = Guide.for_classes([4, 5], 2.0)
+    before = clf.predict_preprocessed(inputs, guide, "cutout+attend", top_k=2)[0]
+    first = clf.cutouts.get((4, 5))[0]
+    model.to(torch.float64)
+    cached = clf.cutouts.get((4, 5))[0]
+    assert cached is not first and next(cached.model.levels.parameters()).dtype == torch.float64
+    assert clf.cutouts.get((4, 5))[0] is cached  # rebuilt once, then cached again
+    model.to(torch.float32)
+    after = clf.predict_preprocessed(inputs, guide, "cutout+attend", top_k=2)[0]
+    assert [(p.class_id, p.prob) for p in after.predictions] == [(p.class_id, p.prob) for p in before.predictions]

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from crossmodal import Guide
-from crossmodal.frames import FramePreprocessor, model_data_config, split_batch, to_pil
+from crossmodal.frames import FramePreprocessor, split_batch, to_pil
 from tests.vision_helpers import tiny_model
 
 torch.set_num_threads(1)
@@ -42,19 +42,18 @@ def test_every_frame_form_gives_the_same_input(pre, rgb, tmp_path):
 
 
 def test_preprocessing_follows_the_models_data_config(model, rgb):
-    config = model_data_config(model)
+    config = model.data_config()
     assert config["input_size"] == (3, 48, 48)
     assert config["mean"] == pytest.approx((0.485, 0.456, 0.406))  # timm's resnet18 config
     flat = np.full((10, 10, 3), 128, np.uint8)
     expected = (128 / 255 - torch.tensor(config["mean"])) / torch.tensor(config["std"])
     assert torch.allclose(FramePreprocessor(config)([flat])[0, :, 5, 5], expected.float(), atol=1e-6)
     tf_style = tiny_model(image_size=48)
-    tf_style.config = tf_style.config.replace(metadata={"data_config": {"mean": [0.5] * 3, "std": [0.5] * 3}})
+    tf_style.config = tf_style.config.replace(preprocessing={"mean": [0.5] * 3, "std": [0.5] * 3})
     assert torch.allclose(FramePreprocessor.for_model(tf_style)([flat])[0, :, 5, 5],
                           torch.full((3,), 128 / 255 * 2 - 1), atol=1e-6)
-    tf_style.config = tf_style.config.replace(metadata={"data_config": {"scale": 2}})
-    with pytest.raises(ValueError, match=r"unknown keys \['scale'\]"):
-        model_data_config(tf_style)
+    with pytest.raises(ValueError, match=r"preprocessing has unknown fields \['scale'\]"):
+        tf_style.config.replace(preprocessing={"mean": [0.5] * 3, "std": [0.5] * 3, "scale": 2})
 
 
 def test_batches_in_every_form(pre, rgb):
@@ -123,16 +122,11 @@ def test_guides_are_validated_hashable_values():
         Guide((1,), {1.5: 2.0})
 
 
-def test_guide_from_a_mapper_result():
-    class Mapped:  # the shape of mappings.Guide
-        classes = (281, 282)
-        gains = {281: 3.0, 282: 2.0, "n02121808": 2.0}
-        confident = True
-
-        def explain(self) -> str:
-            return "guided: 2 classes"
-
-    guide = Guide.from_mapping(Mapped(), "meow")
-    assert (guide.classes, guide.source, guide.cue, guide.explanation) == ((281, 282), "text", (("meow", 1.0),),
-                                                                           "guided: 2 classes")
-    assert guide.gain_map() == {281: 3.0, 282: 2.0, "n02121808": 2.0}
+def test_guide_validation_and_node_gains_added_by_a_model_tree():
+    with pytest.raises(ValueError, match="not confident has no classes"):
+        Guide((1,), confident=False)
+    with pytest.raises(ValueError, match="source must be one of"):
+        Guide((1,), source="smell")
+    guide = Guide.for_classes([4, 5], 2.0).with_gains({"c": 2.0, 4: 9.0})
+    assert guide.gains == ((4, 2.0), (5, 2.0), ("c", 2.0))  # a gain the guide has is kept
+    assert Guide.abstain(["no match"]).to_dict()["explanation"].startswith("unguided (confident=False)")

@@ -14,14 +14,12 @@ from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassificati
 
 from audio import AudioTagger, TextCue
 from audio.labels import audioset_labels
-from crossmodal import Guide, GuidedClassifier
-from crossmodal.classifier import class_id_tree
+from crossmodal import GuidedClassifier
 from crossmodal import calibrate as calibrate_cli
 from crossmodal import evaluate as evaluate_cli
 from crossmodal import run
-from crossmodal.cues import CueGuides, default_mapper
-from crossmodal.evaluate import build_items, evaluate, label_cue
-from crossmodal.dataset import list_labelled_images
+from crossmodal.evaluation import build_items, evaluate, label_cue
+from vision.data import list_labelled_images
 from tests.vision_helpers import tiny_model
 
 torch.set_num_threads(1)
@@ -78,9 +76,10 @@ def wav(tmp_path_factory):
 
 def test_text_guide_goes_through_the_mapper(clf):
     guide = clf.guide(text="meow")
-    mapped = default_mapper().map(TextCue("meow"))
+    mapped = clf.cues.mapper.map(TextCue("meow"))
+    gains = mapped.class_gains()
     # the tiny tree: a = {281, 282, 283}, b = {284, c}, c = {285, 151}: only node "a" is fully cued
-    assert guide == Guide.from_mapping(mapped, TextCue("meow"), {"a": min(mapped.gains[c] for c in (281, 282, 283))})
+    assert guide == mapped.with_gains({"a": min(gains[c] for c in (281, 282, 283))})
     assert guide.classes == (281, 282, 283, 284, 285) and guide.source == "text" and guide.cue == (("meow", 1.0),)
     assert "b" not in guide.gain_map() and "c" not in guide.gain_map()
     result = clf.predict(np.zeros((30, 30, 3), np.uint8), guide, "cutout+attend")
@@ -95,8 +94,8 @@ def test_audio_guides_from_files_waveforms_and_streams(clf, ast_dir, wav):
     expected = tagger.cue(wav)
     guide = clf.guide(audio=wav)
     assert (guide.source, guide.cue) == ("audio", expected.labels)
-    mapped = default_mapper().map(expected)
-    assert guide == Guide.from_mapping(mapped, expected, mapped.node_gains(class_id_tree(clf.model)))
+    mapped = clf.cues.mapper.map(expected)
+    assert guide == mapped.with_gains(clf.model.node_gains(mapped.class_gains()))
     wave, rate = sf.read(wav, dtype="float32")
     assert clf.guide(audio=(wave, rate)).cue == tagger.cue(wave, sampling_rate=rate).labels
     stream = clf.cue_stream(rate, window_seconds=1.0, interval_seconds=0.5)
@@ -128,15 +127,18 @@ def test_cli_json_schema_and_modes(model_dir, images, capsys):
     assert code == 0 and "mode: cutout" in out and "fewer GMACs" in out and "meow (1.00)" in out
 
 
-def test_cli_exit_codes_for_bad_input_and_internal_errors(model_dir, images, tmp_path, capsys, monkeypatch):
+def test_cli_exit_codes_for_bad_input_and_internal_errors(model_dir, images, wav, tmp_path, capsys, monkeypatch):
     image = next(images.iterdir())
     code, _, err = run_cli(run, ["--image", tmp_path / "none.jpg", "--model", model_dir], capsys)
-    assert code == 2 and err.startswith("error: image file") and "not found" in err
+    assert code == 2 and err == f"error: --image {tmp_path / 'none.jpg'}: file not found\n"
     code, _, err = run_cli(run, ["--image", image, "--model", tmp_path / "nomodel"], capsys)
-    assert code == 2 and "config.json not found" in err
+    assert code == 2 and "model directory" in err and "not found" in err
     code, _, err = run_cli(run, ["--image", image, "--model", model_dir, "--top-k", "0"], capsys)
-    assert code == 2 and "top_k must be a positive integer" in err
+    assert code == 2 and "--top-k 0: expected a positive number" in err
     code, _, err = run_cli(run, ["--image", image, "--model", model_dir, "--audio", tmp_path / "x.wav"], capsys)
+    assert code == 2 and err == f"error: --audio {tmp_path / 'x.wav'}: file not found\n"
+    code, _, err = run_cli(run, ["--image", image, "--model", model_dir, "--audio", wav,
+                                 "--audio-model", "crossmodal-tests/no-such-audio-model"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--text works offline" in err and "--audio-model DIR" in err
     with pytest.raises(SystemExit) as exit_info:
         run.cli(["--image", str(image), "--mode", "everything"])
@@ -211,5 +213,6 @@ def test_calibration_writes_gains_the_classifier_uses(model_dir, images, tmp_pat
     assert found["calibrated_top1"] == max(t["top1"] for t in found["trials"])
     reloaded = GuidedClassifier.from_pretrained(out)
     assert list(reloaded.level_gains or [None] * 3) == found["level_gains"]
-    assert reloaded.model.config.metadata["calibration"]["images"] == 14
+    assert reloaded.model.config.calibration.level_gains == tuple(found["level_gains"])
+    assert reloaded.model.config.metadata["calibration_run"]["images"] == 14
 

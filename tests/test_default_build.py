@@ -5,34 +5,35 @@ import torch
 from safetensors.torch import load_file
 from torchvision.transforms import v2
 
+from mappings import imagenet_hierarchy, wordnet_tree
 from vision import load_seqpar
-from vision.build_default import (
+from vision.data import list_labelled_images, load_rgb
+from vision.data.photos import split_photos
+from vision.zoo.build import (
     BuildSettings,
     adapt_norms,
     assemble,
     branch_logits,
-    build_tree,
     collect_views,
     fit_branches,
     head_block,
     head_features,
+    read_tree,
     render_views,
     view_transforms,
 )
-from vision.photos import list_imagenet_photos, load_rgb, split_photos
-from vision.pretrained import create_pretrained_lite
-from vision.wordnet_tree import superclass_tree
+from vision.zoo.lite import create_pretrained_lite
 
 
 @pytest.fixture(scope="module")
 def built(shared_data):
     torch.set_num_threads(1)
-    build, _ = split_photos(list_imagenet_photos(shared_data / "imagenet-samples"))
+    build, _ = split_photos(list_labelled_images(shared_data / "imagenet-samples"))
     photos = build[:3]
     settings = BuildSettings(views=1, width=8)
     teacher = create_pretrained_lite(settings.variant)
     pooled = collect_views(photos, teacher, settings)
-    tree = superclass_tree(shared_data / "imagenet-superclass" / "superclass.txt")
+    tree = wordnet_tree(imagenet_hierarchy(), 2)  # the direct WordNet parents
     fits = fit_branches(pooled, teacher.classifier, [list(n["children"]) for n in tree["children"]], settings.width,
                         settings.ridge)
     model = assemble(settings, tree, teacher, fits, {"test": True})
@@ -111,11 +112,13 @@ def test_trunk_is_the_teachers_and_round_trips(built, tmp_path):
     assert (loaded.config.split_point, loaded.config.block, loaded.config.branch_channels) == ("blocks.6", "convhead", (8, 8))
 
 
-def test_build_tree_needs_the_input_its_settings_name():
-    with pytest.raises(ValueError, match="max_group=100 needs the WordNet table"):
-        build_tree(BuildSettings(), None, "superclass.txt")
-    with pytest.raises(ValueError, match="max_group=0 needs the imagenet-superclass file"):
-        build_tree(BuildSettings(max_group=0), "wordnet.json", None)
+def test_the_build_reads_a_two_level_tree_file(tmp_path):
+    shipped = read_tree("configs/hierarchies/imagenet1k_wordnet_groups.yaml")
+    assert shipped == load_seqpar("default").config.hierarchy  # the packaged model was built from it
+    with pytest.raises(ValueError, match="needs a 2-level tree"):
+        read_tree("configs/hierarchies/imagenet1k_wordnet_l3.yaml")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_tree(tmp_path / "none.yaml")
 
 
 def test_norm_adaptation_trains_only_norm_affines_deterministically(built, tmp_path):

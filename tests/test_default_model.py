@@ -5,12 +5,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from vision import load_seqpar
-from vision.evaluate import eval_transform as vision_eval_transform
-from vision.modelio import load_model
-from vision.model import DEFAULT_MODEL_DIR
-from vision.photos import eval_transform
-from vision.pretrained import LITE_MEAN, LITE_STD, create_pretrained_lite
+from vision import load_model, load_seqpar
+from vision.data import eval_transform
+from vision.zoo import DEFAULT_MODEL_DIR
+from vision.zoo.lite import create_pretrained_lite
 
 CATS = [281, 282, 283, 284, 285]
 
@@ -30,8 +28,7 @@ def cat_group(model) -> tuple[str, list[int]]:
 @pytest.fixture(scope="module")
 def chelsea(model) -> torch.Tensor:
     data = pytest.importorskip("skimage.data")
-    crop_pct = model.config.metadata["data_config"]["crop_pct"]
-    return eval_transform(model.config.image_size, crop_pct, LITE_MEAN, LITE_STD)(Image.fromarray(data.chelsea()))[None]
+    return eval_transform(model.data_config())(Image.fromarray(data.chelsea()))[None]
 
 
 def test_default_loads_offline_with_provenance(model):
@@ -87,11 +84,13 @@ def test_superclass_gain_changes_only_its_classes(model, chelsea):
     assert not torch.allclose(plain[members], gained[members])
 
 
-def test_vision_evaluate_preprocesses_like_the_build():
-    """The default model has no training config: `vision.evaluate` uses its data config (160 px, mean = std = 0.5)."""
+def test_default_preprocessing_is_a_typed_setting():
+    """160 px, mean = std = 0.5 (the lite weights' TF-style inputs), crop 0.875, bicubic: one data config."""
     grey = Image.new("RGB", (300, 200), (51, 51, 51))
-    transform, size = vision_eval_transform(load_model("default"))
-    x = transform(grey)
-    assert size == 160
+    model = load_model("default")
+    assert model.data_config() == {"input_size": (3, 160, 160), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                                   "crop_pct": 0.875, "crop_mode": "center", "interpolation": "bicubic"}
+    x = eval_transform(model.data_config())(grey)
     assert x.shape == (3, 160, 160)
     torch.testing.assert_close(x, torch.full_like(x, (51 / 255 - 0.5) / 0.5), atol=1e-6, rtol=0)
+    assert "data_config" not in model.config.metadata  # provenance only

@@ -3,16 +3,16 @@
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 
 from vision import SeqParConfig, build_seqpar
-from vision.data import class_set
-from vision.evaluate import evaluate, get_args_parser, main
-from vision.modelio import TimmClassifier
-from vision.synthetic import class_folder, generate
+from vision.baseline import TimmClassifier
+from vision.data.folder import class_set
+from vision.data.synthetic import class_folder, generate
+from vision.eval import evaluate
+from vision.evaluate import get_args_parser, main
 
 FOLDERS = [class_folder(c) for c in range(10)]
 TREE = {"name": "root", "children": [{"name": "lower", "children": [0, 1, 2, 3, 4]},
@@ -27,7 +27,8 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     cfg = SeqParConfig(backbone="resnet18", split_point="layer1", topology="nhl", hierarchy=TREE, num_classes=10,
                        branch_channels=(8, 8), branch_depth=(1, 1), branch_stride=(2, 1), class_names=tuple(FOLDERS),
-                       metadata={"train_config": {"data": {"input_size": 32, "augment": {"crop_pct": 1.0}}}})
+                       image_size=32, preprocessing={"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+                                                     "crop_pct": 1.0})
     build_seqpar(cfg).save_pretrained(root / "model")
     return root
 
@@ -91,7 +92,7 @@ def test_bad_inputs_fail_clearly(setup, tmp_path):
         evaluate(setup / "model", setup / "data", subsets=["lower"], workers=0)
     with pytest.raises(ValueError, match="not an output position"):
         evaluate(setup / "model", setup / "data", subsets=["x:3-12"], workers=0)
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(FileNotFoundError, match="config.json not found"):
         evaluate(tmp_path, setup / "data", workers=0)
     data = tmp_path / "data"
     shutil.copytree(setup / "data" / "val", data / "val")

@@ -11,6 +11,7 @@ from mappings import CueMapper, Guide, MapperConfig, imagenet_hierarchy
 from mappings.embeddings import TextEncoder, load_sentence_model
 from mappings.evaluation import evaluate, load_eval_cases
 from mappings.trees import wordnet_tree
+from vision import Hierarchy
 
 EVAL_TABLE = Path(__file__).resolve().parents[1] / "benchmarks" / "mapping_cues.yaml"
 DOMESTIC_CATS = (281, 282, 283, 284, 285)
@@ -39,8 +40,8 @@ def test_meow_maps_to_domestic_cats(mapper):
     assert g.classes == DOMESTIC_CATS
     expected = mapper.gain(0.8, 1.0)
     assert expected == pytest.approx(1.0 + 3.0 * 0.8)
-    assert {c: g.gains[c] for c in DOMESTIC_CATS} == {c: expected for c in DOMESTIC_CATS}
-    assert g.gains["domestic_cat.n.01"] == expected and "cat.n.01" not in g.gains  # cougar is not cued
+    assert g.gain_map() == {c: expected for c in DOMESTIC_CATS}  # class gains only: trees add node gains
+    assert (g.cue, g.source) == ((("Meow", 0.8),), "manual")
     m = g.matches[0]
     assert (m.method, m.matched) == ("wordnet", "cat.n.01")  # cat.n.01 also holds cougar 286 and lynx 287
     assert m.via == "AudioSet ontology Meow -> Cat, narrowed by 'Domestic animals, pets' (domestic_animal.n.01)"
@@ -51,18 +52,19 @@ def test_meow_maps_to_domestic_cats(mapper):
 def test_text_and_object_cues(mapper):
     dog = mapper.map("a dog is barking")
     assert dog.classes == tuple(range(151, 269))
-    assert dog.gains["dog.n.01"] == 4.0 and dog.matches[0].matched == "dog.n.01"
+    assert set(dog.gain_map().values()) == {4.0} and dog.matches[0].matched == "dog.n.01"
+    assert (dog.cue, dog.source) == ((("a dog is barking", 1.0),), "text")
     assert "'a dog is barking' (score 1.00) via phrase 'dog' -> wordnet 'dog.n.01'" in dog.explain()
     assert mapper.map("where is my coffee mug").classes == (504,)
     cue = FakeCue(labels=(("Bark", 0.9), ("Speech", 0.7)))
-    assert mapper.map(cue).classes == dog.classes
+    assert mapper.map(cue).classes == dog.classes and mapper.map(cue).source == "audio"
 
 
 def test_abstains(mapper):
     for cue in ["Speech", "Crow", "Helicopter", [("Meow", 0.1)], [("Speech", 0.9), ("Music", 0.8)]]:
         g = mapper.map(cue)
         assert (g.classes, g.confident) == ((), False), cue
-        assert {k: v for k, v in g.gains.items()} == {}
+        assert g.gains == ()
     text = mapper.map("Speech").explain()
     assert text.startswith("unguided (confident=False)")
     assert "abstained on 'Speech': no curated entry or WordNet sense among the classes; nearest class" in text
@@ -77,21 +79,20 @@ def test_generic_labels_yield_to_specific_ones(mapper):
 
 
 def test_gains_monotone_in_score_and_similarity(mapper):
-    gains = [mapper.map([("Bark", s)]).gains[151] for s in (0.3, 0.5, 0.9, 1.0)]
+    gains = [mapper.map([("Bark", s)]).gain_map()[151] for s in (0.3, 0.5, 0.9, 1.0)]
     assert gains == sorted(gains) and gains[-1] == 4.0
     typewriter = mapper.map("Typewriter")  # an embedding match: strength < 1
     m = typewriter.matches[0]
     assert m.method == "embedding" and m.similarity >= mapper.config.similarity_threshold
-    assert 1.0 < typewriter.gains[878] < 4.0
+    assert 1.0 < typewriter.gain_map()[878] < 4.0
     assert mapper.gain(1.0, 0.5) < mapper.gain(1.0, 0.9)
 
 
-def test_node_gains_follow_exported_tree(mapper):
+def test_node_gains_follow_an_exported_tree(mapper):
+    """A tree exported by mappings (WordNet synset names) gets node gains from the one tree walker."""
     g = mapper.map("find the cat")
-    tree = wordnet_tree(mapper.hierarchy, 2)
-    assert g.node_gains(tree) == {"domestic_cat.n.01": 4.0}
-    names = {n["name"] for n in tree["children"]}
-    assert {k for k in g.gains if isinstance(k, str)} & names == {"domestic_cat.n.01"}
+    tree = Hierarchy(wordnet_tree(mapper.hierarchy, 2), 1000)
+    assert tree.node_gains(g.class_gains()) == {"domestic_cat.n.01": 4.0}  # cougar (cat.n.01) is not cued
 
 
 def test_to_dict_is_json(mapper):
@@ -120,7 +121,7 @@ def test_subset_model_and_custom_overrides(mapper, cache_dir, tmp_path):
     overrides.write_text("meow: {classes: [2], gain: 2.0}\n")
     sub = CueMapper(MapperConfig(cache_dir=str(cache_dir), overrides=str(overrides)), wnids=wnids,
                     encoder=mapper.encoder)
-    assert sub.map("Meow").classes == (2,) and sub.map("Meow").gains[2] == 2.0
+    assert sub.map("Meow").classes == (2,) and sub.map("Meow").gain_map() == {2: 2.0}
     # this file has no "cat" entry: Purr walks to Cat -> WordNet cat.n.01 -> this model's cats 2 and 3
     assert sub.map("Purr").classes == (2, 3)
     assert sub.map("a dog is barking").classes == (1,)
@@ -174,13 +175,12 @@ def test_gain_function_is_monotone(mapper):
 
 def test_cluster_tree_cli_reuses_cached_class_embeddings(mapper, cache_dir, tmp_path):
     from mappings.hierarchy import get_args_parser, main
-    from mappings.trees import load_tree
 
     argv = ["--method", "cluster", "--levels", "3", "--cache-dir", str(cache_dir), "--out"]
     first = main(get_args_parser().parse_args(argv + [str(tmp_path / "a.yaml")]))
     main(get_args_parser().parse_args(argv + [str(tmp_path / "b.json")]))
     assert first["nodes_per_level"] == [10, 100, 1000]
-    assert load_tree(tmp_path / "a.yaml", 1000) == load_tree(tmp_path / "b.json", 1000)  # deterministic
+    assert Hierarchy.load(tmp_path / "a.yaml", 1000).tree == Hierarchy.load(tmp_path / "b.json", 1000).tree
 
 
 def test_cache_dir_env(monkeypatch, tmp_path):
@@ -191,3 +191,35 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.delenv("CROSSMODAL_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "crossmodal" / "embeddings"
+
+
+def test_embedding_cache_survives_a_corrupt_file_and_an_unwritable_folder(mapper, tmp_path, caplog):
+    encoder = TextEncoder(mapper.encoder.model, model_name=mapper.encoder.model_name, cache_dir=tmp_path / "c")
+    texts = ["a tabby cat", "a church bell"]
+    expected = encoder.encode_cached(texts)
+    path = encoder.cache_path(texts)
+    for damage in (b"", b"\x00" * 7, path.read_bytes()[:40]):  # empty, random, truncated
+        path.write_bytes(damage)
+        assert torch.equal(encoder.encode_cached(texts), expected)
+        assert torch.equal(encoder._read_cache(path, 2), expected)  # rewritten whole
+    assert "is unreadable" in caplog.text
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    stuck = TextEncoder(mapper.encoder.model, model_name=mapper.encoder.model_name, cache_dir=blocked / "sub")
+    caplog.clear()
+    assert torch.equal(stuck.encode_cached(texts), expected) and torch.equal(stuck.encode_cached(texts), expected)
+    assert caplog.text.count("continuing without it") == 1  # warned once
+
+
+def test_concurrent_free_text_cues_share_the_memo_safely(mapper, monkeypatch):
+    """A tiny memo evicts all the time: reads and evictions from 8 threads must never race (KeyError)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import mappings.mapper
+
+    monkeypatch.setattr(mappings.mapper, "QUERY_MEMO", 1)
+    texts = [f"a thing number {i} that squeaks" for i in range(40)]
+    serial = [mapper.map(t) for t in texts]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            assert list(pool.map(mapper.map, texts)) == serial

@@ -9,7 +9,8 @@ from mappings import imagenet_classes, imagenet_hierarchy
 from mappings.hierarchy import get_args_parser, main
 from mappings.ontology import audioset_ontology, split_synonyms
 from mappings.overrides import default_overrides_path, load_overrides, parse_overrides
-from mappings.trees import cluster_tree, load_tree, save_tree, tree_leaves, validate_tree, wordnet_tree
+from mappings.trees import cluster_tree, wordnet_tree
+from vision import Hierarchy
 
 IMAGENETTE = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916", "n03417042",
               "n03425413", "n03445777", "n03888605"]
@@ -97,7 +98,7 @@ def test_parent_groups_match_imagenet_superclass(h, shared_data):
 @pytest.mark.parametrize("levels", [1, 2, 3, 4])
 def test_wordnet_trees_are_valid_and_deterministic(h, levels):
     tree = wordnet_tree(h, levels)
-    assert validate_tree(tree, 1000) is tree
+    assert Hierarchy(tree, 1000).tree == tree  # valid in the one tree format
     assert tree == wordnet_tree(h, levels)
     depth, frontier = 0, [tree]
     while frontier:
@@ -113,7 +114,7 @@ def test_cluster_tree_nested_and_deterministic():
 
     emb = np.random.default_rng(0).normal(size=(60, 8))
     tree = cluster_tree(emb, levels=3, sizes=[3, 12])
-    validate_tree(tree, 60)
+    assert Hierarchy(tree, 60).tree == tree
     assert tree == cluster_tree(emb, levels=3, sizes=[3, 12])
     assert len(tree["children"]) == 3
     assert sum(len(c["children"]) for c in tree["children"]) == 12
@@ -121,29 +122,18 @@ def test_cluster_tree_nested_and_deterministic():
         cluster_tree(emb, levels=3, sizes=[12, 3])
 
 
-def test_tree_roundtrip_and_cli(h, tmp_path):
-    tree = wordnet_tree(h, 3)
-    for suffix in (".yaml", ".json"):
-        path = save_tree(tree, tmp_path / f"t{suffix}")
-        assert load_tree(path, 1000) == tree
+def test_tree_cli_writes_trees_in_the_one_format(h, tmp_path):
     out = main(get_args_parser().parse_args(["--levels", "2", "--out", str(tmp_path / "cli.yaml")]))
     assert out["nodes_per_level"] == [556, 1000]
-    assert load_tree(out["out"], 1000) == wordnet_tree(h, 2)
+    assert Hierarchy.load(out["out"], 1000).tree == wordnet_tree(h, 2)
     wnids = tmp_path / "wnids.txt"
     wnids.write_text("\n".join(IMAGENETTE))
     out = main(get_args_parser().parse_args(["--levels", "2", "--wnids", str(wnids), "--out", str(tmp_path / "s.json")]))
-    assert sorted(tree_leaves(json.loads((tmp_path / "s.json").read_text()))) == list(range(10))
-    with pytest.raises(ValueError, match=".yaml, .yml or .json"):
-        save_tree(tree, tmp_path / "t.txt")
-
-
-def test_validate_tree_errors():
-    with pytest.raises(ValueError, match="unique"):
-        validate_tree({"name": "r", "children": [{"name": "r", "children": [0]}, 1]}, 2)
-    with pytest.raises(ValueError, match="exactly once"):
-        validate_tree({"name": "r", "children": [0, 0]}, 2)
-    with pytest.raises(ValueError, match="expected a class index"):
-        validate_tree({"name": "r", "children": ["x"]}, 1)
+    assert sorted(Hierarchy.load(tmp_path / "s.json").leaves()) == list(range(10))
+    out = main(get_args_parser().parse_args(["--method", "groups", "--out", str(tmp_path / "g.yaml")]))
+    assert out["nodes_per_level"] == [30, 1000]
+    with pytest.raises(ValueError, match=".json, .yaml, .yml suffix"):
+        main(get_args_parser().parse_args(["--out", str(tmp_path / "t.txt")]))
 
 
 def test_audioset_table(shared_data):
@@ -166,8 +156,9 @@ def test_packaged_overrides_are_valid(h):
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"x": {"classes": [1000]}}, "unknown class 1000"),
-    ({"x": {"classes": ["5-2"]}}, "range '5-2'"),
+    ({"x": {"classes": [1000]}}, "entry 'x': classes: unknown id 1000, expected 0..999"),
+    ({"x": {"classes": ["5-2"]}}, "'5-2' is not an id or a range"),
+    ({"x": {"classes": [True]}}, "classes must be a list of indices or ranges"),
     ({"x": {"synsets": ["no_such_synset"]}}, "unknown synset 'no_such_synset'"),
     ({"x": {"classes": [1], "gain": 9}}, r"bad gain 9, expected a number in \[1.0, 4.0\]"),
     ({"x": {"klasses": [1]}}, "unknown fields"),

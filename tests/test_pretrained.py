@@ -4,10 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vision.photos import eval_transform
-from vision.pretrained import (
-    LITE_MEAN,
-    LITE_STD,
+from vision import Preprocessing
+from vision.data import eval_transform
+from vision.zoo.lite import (
     create_pretrained_lite,
     lite_weights_path,
     load_lite_state_dict,
@@ -21,7 +20,8 @@ CATS = set(range(281, 286))
 @pytest.fixture(scope="module")
 def chelsea() -> torch.Tensor:
     data = pytest.importorskip("skimage.data")
-    return eval_transform(224, 0.875, LITE_MEAN, LITE_STD)(Image.fromarray(data.chelsea())).unsqueeze(0)
+    config = Preprocessing.for_backbone(timm_name("lite0")).data_config(224)
+    return eval_transform(config)(Image.fromarray(data.chelsea())).unsqueeze(0)
 
 
 @pytest.fixture(scope="module")

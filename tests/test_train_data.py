@@ -2,7 +2,6 @@
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +9,16 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from safetensors.torch import save_file
 
-from vision.checkpoint import load_checkpoint, save_checkpoint
-from vision.data import (EpochSampler, ImageFolderDataset, build_transforms, class_set, collate, load_splits,
-                         select_classes)
-from vision.synthetic import CLASSES, class_folder, generate
-from vision.train import TrainConfig, lr_factor, load_config
+from vision.data import eval_transform, train_transform
+from vision.data.folder import EpochSampler, ImageFolderDataset, class_set, collate, load_splits, select_classes
+from vision.data.synthetic import CLASSES, class_folder, generate
+from vision.training import TrainConfig, load_config
+from vision.training.checkpoint import load_checkpoint, save_checkpoint
+from vision.training.engine import lr_factor
+
+DATA_CONFIG = {"input_size": (3, 32, 32), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+               "crop_pct": 1.0, "crop_mode": "center", "interpolation": "bicubic"}
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +70,7 @@ def test_corrupt_images_are_replaced_and_counted(tmp_path, caplog):
     _img(root / "a" / "0.png", 10)
     (root / "a" / "1.png").write_bytes(b"not an image")
     _img(root / "b" / "0.png", 200)
-    ds = ImageFolderDataset(root, class_set(["a", "b"]), build_transforms(8, is_training=False, augment={"crop_pct": 1.0}))
+    ds = ImageFolderDataset(root, class_set(["a", "b"]), eval_transform({**DATA_CONFIG, "input_size": (3, 8, 8)}))
     with caplog.at_level(logging.WARNING):
         images, targets, skipped = collate([ds[i] for i in range(len(ds))])
     assert skipped == 1 and targets.tolist() == [0, 1, 1]  # the corrupt 'a' image became the next readable one
@@ -94,7 +96,7 @@ def test_sampler_is_seeded_sharded_and_resumable():
 def test_augmentation_is_a_function_of_seed_epoch_index(tmp_path):
     generate(tmp_path, train_per_class=1, val_per_class=1, size=32)
     cs = class_set([class_folder(c) for c in range(10)])
-    ds = ImageFolderDataset(tmp_path / "train", cs, build_transforms(32, is_training=True), seed=0)
+    ds = ImageFolderDataset(tmp_path / "train", cs, train_transform(DATA_CONFIG, {"auto_augment": "rand-m9-mstd0.5"}), seed=0)
     torch.manual_seed(123)
     a = ds[(3, 1)][0]
     torch.manual_seed(999)
@@ -189,7 +191,7 @@ def test_every_shipped_config_parses_and_names_real_models():
 
 
 def test_build_model_reads_hierarchy_files_and_presets(tmp_path):
-    from vision.modelio import build_model
+    from vision.training.models import build_model
 
     tree = {"name": "root", "children": [{"name": "g0", "children": [0, 2]}, {"name": "g1", "children": [1, 3]}]}
     path = tmp_path / "tree.yaml"
@@ -197,9 +199,10 @@ def test_build_model_reads_hierarchy_files_and_presets(tmp_path):
     classes = class_set(["a", "b", "c", "d"])
     spec = {"backbone": "resnet18", "split_point": "layer1", "topology": "nhl", "hierarchy_file": str(path),
             "branch_channels": [8, 4]}
-    model = build_model(spec, classes, {"note": 1}, image_size=32)
+    model = build_model(spec, classes, {"note": 1}, image_size=32, augment={"crop_pct": 1.0, "auto_augment": "x"})
     assert model.config.hierarchy == tree and model.config.class_names == ("a", "b", "c", "d")
     assert model.config.image_size == 32 and model.config.metadata == {"note": 1}
+    assert model.data_config()["crop_pct"] == 1.0  # the eval keys of data.augment are the model's preprocessing
     with pytest.raises(ValueError, match="not both"):
         build_model({**spec, "hierarchy": tree}, classes, {})
     with pytest.raises(ValueError, match="set from the dataset"):

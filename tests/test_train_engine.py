@@ -13,9 +13,9 @@ import yaml
 from safetensors.torch import save_file
 
 from vision import load_seqpar
-from vision.checkpoint import load_checkpoint
-from vision.synthetic import generate
-from vision.train import TrainConfig, train
+from vision.data.synthetic import generate
+from vision.training import DivergedError, TrainConfig, train
+from vision.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"backbone": "resnet18", "split_point": "layer1", "branch_channels": [8], "branch_depth": [1],
@@ -144,7 +144,7 @@ def test_ddp_two_cpu_processes_reduce_metrics_exactly(synthetic, tmp_path):
     assert len(log) == 1  # only rank 0 writes
     assert log[0]["global_step"] == 40 // 2 // 4 and log[0]["val_images"] == 30  # 15 per rank, none padded
 
-    from vision.evaluate import evaluate
+    from vision.eval import evaluate
 
     report = evaluate(tmp_path / "ddp" / "model", synthetic, workers=0)
     assert report.accuracy.images == 30 and report.accuracy.top1 == log[0]["val_top1"]
@@ -153,5 +153,5 @@ def test_ddp_two_cpu_processes_reduce_metrics_exactly(synthetic, tmp_path):
 def test_diverging_loss_stops_with_a_clear_error(synthetic, tmp_path):
     torch.set_num_threads(1)
     raw = tiny_raw(synthetic, tmp_path / "nan", optim={"lr": 1e30, "epochs": 1, "warmup_epochs": 0})
-    with pytest.raises(FloatingPointError, match="training loss became (nan|inf|-inf) by step"):
+    with pytest.raises(DivergedError, match="training loss became (nan|inf|-inf) by step"):
         train(TrainConfig.from_dict(raw), progress=False)

@@ -10,7 +10,8 @@ import torch
 
 from tests.vision_helpers import TREE, tiny_config
 from vision import Hierarchy, SeqParConfig
-from vision.cost import cli, main, get_args_parser, measure, parse_classes
+from vision.cost import cli, main, get_args_parser, measure
+from xmcommon.ids import parse_ids
 from vision.model import SeqParModel
 from vision.presets import available_presets, preset
 
@@ -124,11 +125,14 @@ def test_resnet50_reference_cost_matches_timm():
     assert 4.05 < cost.gmacs < 4.15  # ResNet50 at 224 px: 4.1 GMACs
 
 
-def test_parse_classes():
-    assert parse_classes("281-285,300") == [281, 282, 283, 284, 285, 300]
-    for bad in ("a-b", "5-1", "1,,2"):
-        with pytest.raises(ValueError, match="invalid class list"):
-            parse_classes(bad)
+def test_parse_ids():
+    assert parse_ids("281-285,300") == [281, 282, 283, 284, 285, 300]
+    assert parse_ids([281, "151-153", " 7 "]) == [281, 151, 152, 153, 7]
+    for bad in ("a-b", "5-1", "1,,2", "-3", "3-", [True], 2.5):
+        with pytest.raises(ValueError, match="--classes: .* is not an id or a range|expected ids and ranges"):
+            parse_ids(bad, what="--classes")
+    with pytest.raises(ValueError, match="unknown id 10, expected 0..9"):
+        parse_ids("8-10", limit=10)
 
 
 def test_cost_cli_reports_the_cat_cutout(capsys):
@@ -138,4 +142,4 @@ def test_cost_cli_reports_the_cat_cutout(capsys):
     assert result["cutout"]["macs"] < result["full"]["macs"]
     assert "| GMACs |" in result["tables"][0]
     assert cli(["--classes", "5-1"]) == 2
-    assert "invalid class list" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: --classes: '5-1' is not an id or a range like '281-285'\n"

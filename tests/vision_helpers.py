@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from vision import SeqParConfig, SeqParModel
-from vision.trunk import Trunk
+from vision.nn.trunk import Trunk
 
 TREE = {
     "name": "root",

@@ -7,7 +7,6 @@ two FLOPs), on a real forward pass of the given input size.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,8 +16,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from xmcommon.cli import render_json, run_cli
+from xmcommon.ids import parse_ids
+
 from .hierarchy import Hierarchy
-from .model import SeqParModel, load_seqpar
+from .io import load_seqpar
+from .model import SeqParModel
 from .presets import available_presets, preset
 
 
@@ -115,24 +118,6 @@ class BranchCosts:
 
 
 
-def parse_classes(spec: str) -> list[int]:
-    """``"281-285,300"`` -> ``[281, 282, 283, 284, 285, 300]``."""
-    out: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ValueError(f"invalid class list {spec!r}: expected ids and ranges like '281-285,300'") from None
-    return out
-
-
 def comparison_table(full: Cost, cut: Cost, full_classes: int, cut_classes: int) -> str:
     """The paper's Table-2 layout: full model vs cutout, with the reduction."""
     rows = [
@@ -173,7 +158,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         with torch.device("meta"):  # counting needs shapes only: no memory, no initialisation
             model = SeqParModel(config).to("meta")
     model.eval()
-    classes = parse_classes(args.classes)
+    classes = parse_ids(args.classes, what="--classes")
     size = (1, 3, args.image_size, args.image_size)
     full = measure(model, size)
     cut = measure(model.cutout(classes, share_trunk=True), size)
@@ -182,19 +167,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                        parts_table(full, "full model"), parts_table(cut, "cutout")]}
 
 
-def cli(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        result = main(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _render(result: dict[str, Any], args: argparse.Namespace) -> str:
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "tables"}, indent=2))
-    else:
-        print(f"model: {result['model']}  cutout classes: {args.classes}\n")
-        print("\n\n".join(result["tables"]))
-    return 0
+        return render_json({k: v for k, v in result.items() if k != "tables"})
+    return f"model: {result['model']}  cutout classes: {args.classes}\n\n" + "\n\n".join(result["tables"])
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(get_args_parser(), main, argv, _render)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from xmcommon.files import read_data_file, write_data_file
 
 Tree = dict[str, Any]
 
@@ -57,6 +57,7 @@ class Hierarchy:
             for pos, node in enumerate(level)
             if not node.is_leaf
         }
+        self._leaves_under = _leaves_under_nodes(self.tree)
 
     @classmethod
     def flat(cls, num_classes: int, name: str = "root") -> Hierarchy:
@@ -83,22 +84,20 @@ class Hierarchy:
     @classmethod
     def load(cls, path: str | Path, num_classes: int | None = None) -> Hierarchy:
         """Read a tree from a YAML or JSON file (``num_classes`` defaults to the number of leaves)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"hierarchy file not found: {path}")
-        text = path.read_text()
-        tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        tree = read_data_file(path)
         if num_classes is None:
             num_classes = sum(1 for _ in _leaves(tree)) if isinstance(tree, Mapping) else 0
-        return cls(tree, num_classes)
+        try:
+            return cls(tree, num_classes)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
 
     def to_dict(self) -> Tree:
         return json.loads(json.dumps(self.tree))
 
-    def save(self, path: str | Path) -> None:
-        path = Path(path)
-        text = json.dumps(self.tree) if path.suffix == ".json" else yaml.safe_dump(self.tree, sort_keys=False)
-        path.write_text(text)
+    def save(self, path: str | Path) -> Path:
+        """Write the tree as JSON (``.json``) or YAML (``.yaml`` / ``.yml``), atomically."""
+        return write_data_file(path, self.tree)
 
     @property
     def depth(self) -> int:
@@ -107,6 +106,19 @@ class Hierarchy:
     @property
     def node_names(self) -> tuple[str, ...]:
         return tuple(self._node_position)
+
+    def leaves(self, name: str | None = None) -> tuple[int, ...]:
+        """Output indices below node ``name`` (the whole tree for ``None``), left to right."""
+        if name is None:
+            return tuple(_leaves(self.tree))
+        self.node_position(name)
+        return self._leaves_under[name]
+
+    def node_gains(self, class_gains: Mapping[int, float]) -> dict[str, float]:
+        """Gains for the internal nodes whose classes are all in ``class_gains`` (output index -> gain):
+        the smallest gain among their classes, so a node is never attended more than any class below it."""
+        return {name: min(class_gains[c] for c in leaves) for name, leaves in self._leaves_under.items()
+                if all(c in class_gains for c in leaves)}
 
     def leaf_position(self, class_index: int) -> tuple[int, int]:
         """(level, position in level) of a class's leaf."""
@@ -162,6 +174,22 @@ def _leaves(tree: Any) -> Iterable[Any]:
             yield from _leaves(child)
     else:
         yield tree
+
+
+def _leaves_under_nodes(tree: Tree) -> dict[str, tuple[int, ...]]:
+    """Output indices below every internal node (the root, which stands for the trunk, excluded)."""
+    out: dict[str, tuple[int, ...]] = {}
+
+    def visit(node: Any) -> tuple[int, ...]:
+        if not isinstance(node, Mapping):
+            return (node,)
+        below = tuple(leaf for child in node["children"] for leaf in visit(child))
+        out[node["name"]] = below
+        return below
+
+    for child in tree["children"]:
+        visit(child)
+    return out
 
 
 def _normalise(tree: Any, num_classes: int) -> Tree:

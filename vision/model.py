@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from xmcommon.files import atomic_write
-from .blocks import GroupedLogitHead, default_hidden, make_block
 from .config import SeqParConfig
 from .hierarchy import Hierarchy
-from .trunk import Trunk
+from .nn.blocks import block_class
+from .nn.grouped import GroupedLogitHead
+from .nn.trunk import Trunk
 
 Gains = Union[Mapping[Union[int, str], float], torch.Tensor, None]
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 
 
 class BranchLevel(nn.Module):
@@ -41,9 +36,9 @@ class BranchLevel(nn.Module):
         self.parent_groups = parent_groups
         self.shared_input = parent_groups == 1 and depth > 0
         self.out_channels = channels if depth > 0 else in_channels
-        hidden = hidden or default_hidden(block, in_channels, channels)
+        hidden = hidden or block_class(block).default_hidden(in_channels, channels)
         self.blocks = nn.ModuleList(
-            make_block(block, groups=groups, in_channels=in_channels if i == 0 else channels, hidden=hidden,
+            block_class(block)(groups=groups, in_channels=in_channels if i == 0 else channels, hidden=hidden,
                        out_channels=channels, stride=stride if i == 0 else 1)
             for i in range(depth)
         )
@@ -115,6 +110,7 @@ class SeqParModel(nn.Module):
         position[torch.tensor(order, device="cpu")] = torch.arange(len(order), device="cpu")
         self.register_buffer("output_order", position, persistent=False)
         self._class_position = {cid: i for i, cid in enumerate(config.class_ids)}
+        self._shares_trunk = False  # set by cutout(share_trunk=True): an inference-only view of another trunk
         if config.freeze_trunk:
             self.trunk.requires_grad_(False)
 
@@ -133,14 +129,67 @@ class SeqParModel(nn.Module):
         return torch.cat(logits, 1).index_select(1, self.output_order)
 
     def train(self, mode: bool = True) -> SeqParModel:
+        if self._shares_trunk:
+            if mode:
+                self._refuse("train()")
+            self.training = False
+            self.levels.eval()  # the shared trunk is left in whatever mode its owner put it
+            return self
         super().train(mode)
         if self.config.freeze_trunk:
             self.trunk.eval()
         return self
 
+    # A cutout that shares its parent's trunk must never change that trunk: no mode, dtype, device,
+    # gradient or weight changes through it. It follows its parent instead (crossmodal's cutout cache
+    # rebuilds cached cutouts when the parent moves).
+    def _apply(self, fn: Any, recurse: bool = True) -> SeqParModel:
+        if self._shares_trunk:
+            self._refuse(".to() / .half() / .float() / .cuda()")
+        return super()._apply(fn, recurse)
+
+    def requires_grad_(self, requires_grad: bool = True) -> SeqParModel:
+        if self._shares_trunk:
+            self._refuse("requires_grad_()")
+        return super().requires_grad_(requires_grad)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        if self._shares_trunk:
+            self._refuse("load_state_dict()")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _refuse(self, action: str) -> None:
+        raise RuntimeError(f"{action} on a cutout that shares its parent's trunk would change the parent: such a "
+                           "cutout is an inference-only view that follows its parent (move or cast the parent and "
+                           "cut it out again); use cutout(..., share_trunk=False) for an independent model")
+
+    @property
+    def shares_trunk(self) -> bool:
+        """True for a cutout that runs its parent's trunk module (``cutout(share_trunk=True)``)."""
+        return self._shares_trunk
+
     @property
     def class_ids(self) -> tuple[int, ...]:
         return self.config.class_ids
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The outputs' names (the config's, else the ids as text)."""
+        return self.config.class_names or tuple(str(c) for c in self.config.class_ids)
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """Provenance: how the model was made (training config, build recipe)."""
+        return self.config.metadata
+
+    def data_config(self) -> dict[str, Any]:
+        """The eval data config (``timm.data.create_transform(**data_config)``): see ``SeqParConfig.preprocessing``."""
+        return self.config.data_config()
+
+    def node_gains(self, class_gains: Mapping[int, float]) -> dict[str, float]:
+        """Gains for the tree nodes whose classes (label ids) all have a gain in ``class_gains``: the smallest."""
+        positions = {self._class_position[c]: g for c, g in class_gains.items() if c in self._class_position}
+        return self.hierarchy.node_gains(positions)
 
     # ------------------------------------------------------------------ gains
     def level_gains(self, gains: Gains, batch_size: int = 1) -> list[torch.Tensor | None]:
@@ -195,8 +244,9 @@ class SeqParModel(nn.Module):
         """A new model with only the trunk, the ancestors of ``classes`` and their leaves.
 
         ``classes`` are label ids (``config.class_ids``); the cutout's outputs follow their order
-        and its logits equal this model's logits at those classes. ``share_trunk=True`` reuses
-        this model's trunk module (read-only inference) instead of copying it.
+        and its logits equal this model's logits at those classes. ``share_trunk=True`` runs this
+        model's trunk module instead of a copy: the cutout is then an inference-only view that
+        refuses every change that would reach this model (mode, dtype, device, weights).
         """
         classes = list(classes)
         if not classes:
@@ -207,16 +257,19 @@ class SeqParModel(nn.Module):
         if unknown:
             raise ValueError(f"cutout classes {unknown} are not classes of this model")
         tree, positions = self.hierarchy.subset([self._class_position[c] for c in classes])
+        levels = len(positions)
+        calibration = self.config.calibration
+        if calibration.level_gains is not None:
+            calibration = dataclasses.replace(calibration, level_gains=calibration.level_gains[:levels])
         config = self.config.replace(
             hierarchy=tree, num_classes=len(classes), class_ids=tuple(classes),
             class_names=tuple(self.config.class_names[self._class_position[c]] for c in classes)
             if self.config.class_names else None,
-            branch_channels=self.config.branch_channels[: len(positions)],
-            branch_depth=self.config.branch_depth[: len(positions)],
-            branch_stride=self.config.branch_stride[: len(positions)],
-            branch_hidden=self.config.branch_hidden[: len(positions)],
+            branch_channels=self.config.branch_channels[:levels], branch_depth=self.config.branch_depth[:levels],
+            branch_stride=self.config.branch_stride[:levels], branch_hidden=self.config.branch_hidden[:levels],
+            calibration=calibration,
         )
-        new = _build_empty(config, self.trunk if share_trunk else copy.deepcopy(self.trunk))
+        new = build_on_meta(config, self.trunk if share_trunk else copy.deepcopy(self.trunk))
         for level, new_level, keep in zip(self.levels, new.levels, positions):
             idx = torch.tensor(keep)
             for i, block in enumerate(level.blocks):
@@ -224,78 +277,30 @@ class SeqParModel(nn.Module):
             if level.head is not None and new_level.head is not None:
                 leaf_rank = {p: i for i, p in enumerate(level.leaf_list)}
                 new_level.head = level.head.select(torch.tensor([leaf_rank[p] for p in keep if p in leaf_rank]))
-        return new.to(next(self.trunk.parameters()).device).train(self.training)
+        device = next(self.trunk.parameters()).device
+        if share_trunk:  # move only what the cutout owns: the index buffers built on the CPU
+            new.levels.to(device)
+            new.output_order = new.output_order.to(device)
+            new._shares_trunk = True
+            return new.train(False)
+        return new.to(device).train(self.training)
 
     # ------------------------------------------------------------- save/load
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        if self.config.pretrained_trunk:
-            unchanged = _trunk_keys_equal_to_package(self)
-            state = {k: v for k, v in state.items() if k not in unchanged}
-        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        atomic_write(directory / CONFIG_NAME,
-                      lambda p: Path(p).write_text(json.dumps(self.config.to_dict(), indent=2)))
+        from .io import save_seqpar
+
+        save_seqpar(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqParModel:
         """Load a model saved by :meth:`save_pretrained`; ``"default"`` is the packaged model."""
-        directory = DEFAULT_MODEL_DIR if str(directory) == "default" else Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: a SeqPar model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-        try:
-            config = SeqParConfig.from_dict(json.loads(config_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as err:
-            raise ValueError(f"{config_path} is not a valid SeqPar config: {err}") from err
-        model = _build_empty(config)
-        state = load_file(str(weights_path), device=str(map_location))
-        if config.pretrained_trunk:  # the package's trunk, then the tensors the file changes (e.g. fine-tuned norms)
-            state = {**{f"trunk.body.{k}": v for k, v in pretrained_trunk_state(config).items()}, **state}
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-        if missing or unexpected or wrong:
-            details = "; ".join(
-                f"{what}: {keys[:5]}{' ...' if len(keys) > 5 else ''}"
-                for what, keys in (("missing", missing), ("unexpected", unexpected),
-                                   ("wrong shape", [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-                                                    for k in wrong]))
-                if keys
-            )
-            raise ValueError(f"weights in {weights_path} do not match {config_path}: {details}")
-        state = {k: v.to(expected[k].dtype) for k, v in state.items()}
-        model.load_state_dict(state, assign=True)
-        if config.freeze_trunk:
-            model.trunk.requires_grad_(False)
-        return model.to(map_location).eval()
+        from .io import load_seqpar
+
+        return load_seqpar(directory, map_location)
 
 
-def pretrained_trunk_state(config: SeqParConfig) -> dict[str, torch.Tensor]:
-    """The trunk's weights from the installed package named by ``config.pretrained_trunk``."""
-    from .pretrained import create_pretrained_lite, timm_name
-
-    if timm_name(config.pretrained_trunk) != config.backbone:
-        raise ValueError(f"pretrained_trunk {config.pretrained_trunk!r} does not fit backbone {config.backbone!r}")
-    with torch.device("meta"):
-        trunk_keys = Trunk(config.backbone, config.split_point).body.state_dict().keys()
-    full = create_pretrained_lite(config.pretrained_trunk).state_dict()
-    return {k: full[k] for k in trunk_keys}
-
-
-def _trunk_keys_equal_to_package(model: SeqParModel) -> set[str]:
-    """State-dict keys of the trunk tensors that equal the package's (cast to the model's dtype, e.g. fp16):
-    a saved model omits them and loads them from the package."""
-    reference = pretrained_trunk_state(model.config)
-    return {f"trunk.body.{k}" for k, v in model.trunk.body.state_dict().items()
-            if torch.equal(v.cpu(), reference[k].to(v.dtype))}
-
-
-def _build_empty(config: SeqParConfig, trunk: Trunk | None = None) -> SeqParModel:
+def build_on_meta(config: SeqParConfig, trunk: nn.Module | None = None) -> SeqParModel:
     """The module structure on the "meta" device (no memory, no random init); weights are then assigned."""
     with torch.device("meta"):
         return SeqParModel(config, trunk)
@@ -304,8 +309,3 @@ def _build_empty(config: SeqParConfig, trunk: Trunk | None = None) -> SeqParMode
 def build_seqpar(config: SeqParConfig) -> SeqParModel:
     """Build a freshly initialised SeqPar model (trunk weights are timm's random init)."""
     return SeqParModel(config)
-
-
-def load_seqpar(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqParModel:
-    """Load a SeqPar model directory (``config.json`` + ``model.safetensors``) or ``"default"``."""
-    return SeqParModel.from_pretrained(directory, map_location)

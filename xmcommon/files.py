@@ -57,3 +57,37 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+DATA_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def write_data_file(path: str | os.PathLike, data: object) -> Path:
+    """Write plain data (dicts, lists, numbers, strings) as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically."""
+    import json
+
+    import yaml
+
+    path = Path(path)
+    if path.suffix not in DATA_SUFFIXES:
+        raise ValueError(f"{path}: expected a {', '.join(DATA_SUFFIXES)} suffix")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=1) + "\n" if path.suffix == ".json" else \
+        yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+    return atomic_write_text(path, text)
+
+
+def read_data_file(path: str | os.PathLike) -> object:
+    """Read a JSON or YAML file (``yaml.safe_load``: plain data only); FileNotFoundError / ValueError naming it."""
+    import json
+
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err

@@ -12,35 +12,19 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch import nn
+from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+from .images import IMAGE_SUFFIXES, image_files, load_rgb
+from .imagenet import imagenet_description, wnid_index
+
 _MAX_CONSECUTIVE_BAD = 64
-DATA_CONFIG_KEYS = ("mean", "std", "crop_pct", "crop_mode", "interpolation")
 _log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=1)
-def _imagenet_wnid_index() -> dict[str, int]:
-    from timm.data import ImageNetInfo
-
-    return {wnid: i for i, wnid in enumerate(ImageNetInfo().label_names())}
-
-
-def imagenet_description(index: int) -> str:
-    """The ImageNet-1k description of class `index` (e.g. 281 -> 'tabby, tabby cat')."""
-    from timm.data import ImageNetInfo
-
-    return ImageNetInfo().index_to_description(index)
 
 
 @dataclass(frozen=True)
@@ -68,7 +52,7 @@ def _class_folders(root: Path) -> list[str]:
 
 def class_set(folders: Sequence[str]) -> ClassSet:
     """Label ids and names for `folders`: ImageNet indices when every folder is an ImageNet wnid."""
-    wnids = _imagenet_wnid_index()
+    wnids = wnid_index()
     if all(f in wnids for f in folders):
         ids = tuple(wnids[f] for f in folders)
         return ClassSet(tuple(folders), ids, tuple(imagenet_description(i) for i in ids), True)
@@ -114,9 +98,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                              f"{' ...' if len(missing) > 10 else ''} ({len(missing)} of {len(classes.folders)} classes)")
         self.samples: list[tuple[str, int]] = []
         for target, folder in enumerate(classes.folders):
-            files = sorted(p for p in (self.root / folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = image_files(self.root / folder, recursive=True)
             if not files:
-                raise ValueError(f"class folder {self.root / folder} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+                raise ValueError(f"class folder {self.root / folder} contains no images ({', '.join(IMAGE_SUFFIXES)})")
             self.samples.extend((str(p), target) for p in files)
         self._bad: set[str] = set()
 
@@ -125,9 +109,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def _load(self, path: str) -> Image.Image | None:
         try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+            return load_rgb(path)
+        except (OSError, ValueError) as err:
             if path not in self._bad:
                 self._bad.add(path)
                 _log.warning("skipping unreadable image %s (%s)", path, err)
@@ -200,39 +183,6 @@ class EpochSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         return iter([(i, self.epoch) for i in self._indices()[self.start :]])
-
-
-def build_transforms(input_size: int, *, is_training: bool, augment: dict | None = None):
-    """The timm data pipeline: RandAugment recipe for training, resize + center crop for evaluation."""
-    from timm.data import create_transform
-
-    augment = dict(augment or {})
-    if not is_training:
-        keep = {k: augment[k] for k in ("interpolation", "mean", "std", "crop_pct") if k in augment}
-        return create_transform(input_size, is_training=False, **keep)
-    for key in ("scale", "ratio", "mean", "std"):
-        if augment.get(key) is not None:
-            augment[key] = tuple(augment[key])
-    return create_transform(input_size, is_training=True, **augment)
-
-
-def model_data_config(model: nn.Module) -> dict[str, Any]:
-    """The eval data config of a SeqPar model: timm's for its trunk, at ``config.image_size``, with the
-    overrides in ``config.metadata["data_config"]`` (keys ``DATA_CONFIG_KEYS``)."""
-    from timm.data import resolve_model_data_config
-
-    data = dict(resolve_model_data_config(model.trunk.body))
-    size = int(model.config.image_size)
-    data["input_size"] = (3, size, size)
-    overrides = model.config.metadata.get("data_config", {})
-    if not isinstance(overrides, Mapping):
-        raise ValueError(f"config.metadata['data_config'] must be a mapping, got {type(overrides).__name__}")
-    unknown = set(overrides) - set(DATA_CONFIG_KEYS)
-    if unknown:
-        raise ValueError(f"config.metadata['data_config'] has unknown keys {sorted(unknown)}; allowed: {DATA_CONFIG_KEYS}")
-    for key, value in overrides.items():
-        data[key] = tuple(value) if key in ("mean", "std") else value
-    return data
 
 
 def collate(batch):

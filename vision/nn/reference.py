@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import Gains, SeqParModel
+from ..model import Gains, SeqParModel
 
 
 class BranchLoop(nn.Module):

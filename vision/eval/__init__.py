@@ -1,0 +1,6 @@
+"""Evaluating models: the shared metrics (:mod:`vision.eval.metrics`) and the accuracy / cutout / gain-sweep
+evaluation behind ``python -m vision.evaluate`` (:mod:`vision.eval.evaluation`)."""
+
+from .evaluation import EvalReport, evaluate
+
+__all__ = ["EvalReport", "evaluate"]

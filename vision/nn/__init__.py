@@ -1,0 +1,12 @@
+"""The network parts of a SeqPar model: grouped ops, branch blocks, the trunk and the per-branch reference loop.
+
+``grouped``: one op per layer for G sibling branches; ``blocks``: the registered branch block types;
+``trunk``: a timm backbone cut at its split-point, and the registered backbone families;
+``reference``: every branch as its own module, the ground truth the fused execution is tested against.
+"""
+
+from .blocks import Block, block_types, make_block, register_block
+from .trunk import BackboneFamily, Trunk, backbone_family, register_backbone_family
+
+__all__ = ["BackboneFamily", "Block", "Trunk", "backbone_family", "block_types", "make_block", "register_backbone_family",
+           "register_block"]

@@ -1,0 +1,173 @@
+"""Branch blocks and their registry: a block type is one class registered under a name.
+
+A block runs G sibling branches at once (grouped ops, see :mod:`vision.nn.grouped`) and takes the
+top-down gain of each branch at its middle layer (the paper's "conv 5b"). A new block type is one
+class with ``default_hidden`` and a ``@register_block("name")`` line; configs name it by ``block``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .grouped import (Grouped, GroupedBatchNorm2d, GroupedConv2d, GroupedGRN, GroupedLayerNorm2d, add_residual,
+                      apply_gain, expand_shared)
+
+_BLOCKS: dict[str, type[Block]] = {}
+
+
+def register_block(name: str) -> Callable[[type[Block]], type[Block]]:
+    """Class decorator: make a :class:`Block` subclass available as ``SeqParConfig(block=name)``."""
+    def register(cls: type[Block]) -> type[Block]:
+        if name in _BLOCKS:
+            raise ValueError(f"block type {name!r} is already registered ({_BLOCKS[name].__name__})")
+        _BLOCKS[name] = cls
+        return cls
+    return register
+
+
+def block_types() -> tuple[str, ...]:
+    """The registered block type names."""
+    return tuple(_BLOCKS)
+
+
+def block_class(name: str) -> type[Block]:
+    """The block class registered as ``name``; ValueError for an unknown name."""
+    if name not in _BLOCKS:
+        raise ValueError(f"unknown block type {name!r}; expected one of {block_types()}")
+    return _BLOCKS[name]
+
+
+def make_block(kind: str, **kwargs: Any) -> Block:
+    """Build a grouped block by its registered type name."""
+    return block_class(kind)(**kwargs)
+
+
+class Block(Grouped):
+    """A grouped residual block; ``forward(x, shared, gain)``, the gain applied at its middle layer."""
+
+    @staticmethod
+    def default_hidden(in_channels: int, out_channels: int) -> int:
+        """The block type's usual inner width for these in/out widths."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@register_block("bottleneck")
+class BottleneckBlock(Block):
+    """ResNet bottleneck (1x1 -> 3x3 -> 1x1, x4-style projection shortcut), per branch."""
+
+    @staticmethod
+    def default_hidden(in_channels: int, out_channels: int) -> int:
+        return max(1, out_channels // 4)
+
+    def __init__(self, groups: int, in_channels: int, hidden: int, out_channels: int, stride: int = 1):
+        super().__init__(groups, in_channels=in_channels, hidden=hidden, out_channels=out_channels, stride=stride)
+        self.conv1 = GroupedConv2d(groups, in_channels, hidden, 1)
+        self.bn1 = GroupedBatchNorm2d(groups, hidden)
+        self.conv2 = GroupedConv2d(groups, hidden, hidden, 3, stride=stride)
+        self.bn2 = GroupedBatchNorm2d(groups, hidden)
+        self.conv3 = GroupedConv2d(groups, hidden, out_channels, 1)
+        self.bn3 = GroupedBatchNorm2d(groups, out_channels)
+        nn.init.zeros_(self.bn3.bn.weight)
+        self.has_projection = stride != 1 or in_channels != out_channels
+        if self.has_projection:
+            self.down_conv = GroupedConv2d(groups, in_channels, out_channels, 1, stride=stride)
+            self.down_bn = GroupedBatchNorm2d(groups, out_channels)
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x, shared)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(apply_gain(out, gain, self.groups)))
+        if self.has_projection:
+            return F.relu(out + self.down_bn(self.down_conv(x, shared)))
+        return F.relu(add_residual(out, x, self.groups, shared))
+
+
+@register_block("convnext")
+class ConvNeXtBlock(Block):
+    """ConvNeXtV2 block (7x7 depthwise -> LN -> 1x1 -> GELU -> GRN -> 1x1, residual), per branch.
+
+    A block whose input width or resolution differs starts with ConvNeXt's downsampling layer
+    (LayerNorm + strided conv).
+    """
+
+    @staticmethod
+    def default_hidden(in_channels: int, out_channels: int) -> int:
+        return 4 * out_channels
+
+    def __init__(self, groups: int, in_channels: int, hidden: int, out_channels: int, stride: int = 1):
+        super().__init__(groups, in_channels=in_channels, hidden=hidden, out_channels=out_channels, stride=stride)
+        self.has_projection = stride != 1 or in_channels != out_channels
+        if self.has_projection:
+            self.down_norm = GroupedLayerNorm2d(groups, in_channels)
+            self.down_conv = GroupedConv2d(groups, in_channels, out_channels, stride, stride=stride, bias=True)
+        self.conv_dw = GroupedConv2d(groups, out_channels, out_channels, 7, depthwise=True, bias=True)
+        self.norm = GroupedLayerNorm2d(groups, out_channels)
+        self.fc1 = GroupedConv2d(groups, out_channels, hidden, 1, bias=True)
+        self.grn = GroupedGRN(groups, hidden)
+        self.fc2 = GroupedConv2d(groups, hidden, out_channels, 1, bias=True)
+        for conv in (self.conv_dw, self.fc1, self.fc2):
+            nn.init.trunc_normal_(conv.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        if shared:
+            x = expand_shared(x, self.groups)
+        if self.has_projection:
+            x = self.down_conv(self.down_norm(x))
+        out = self.grn(F.gelu(self.fc1(self.norm(self.conv_dw(x)))))
+        return x + self.fc2(apply_gain(out, gain, self.groups))
+
+
+@register_block("mbconv")
+class MBConvBlock(Block):
+    """EfficientNet-Lite inverted residual (1x1 expand -> depthwise -> 1x1 project, ReLU6), per branch."""
+
+    @staticmethod
+    def default_hidden(in_channels: int, out_channels: int) -> int:
+        return 6 * in_channels
+
+    def __init__(self, groups: int, in_channels: int, hidden: int, out_channels: int, stride: int = 1,
+                 kernel_size: int = 5):
+        super().__init__(groups, in_channels=in_channels, hidden=hidden, out_channels=out_channels, stride=stride,
+                         kernel_size=kernel_size)
+        self.conv_pw = GroupedConv2d(groups, in_channels, hidden, 1)
+        self.bn1 = GroupedBatchNorm2d(groups, hidden, eps=1e-3)
+        self.conv_dw = GroupedConv2d(groups, hidden, hidden, kernel_size, stride=stride, depthwise=True)
+        self.bn2 = GroupedBatchNorm2d(groups, hidden, eps=1e-3)
+        self.conv_pwl = GroupedConv2d(groups, hidden, out_channels, 1)
+        self.bn3 = GroupedBatchNorm2d(groups, out_channels, eps=1e-3)
+        self.has_skip = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        out = F.relu6(self.bn1(self.conv_pw(x, shared)))
+        out = F.relu6(self.bn2(self.conv_dw(out)))
+        out = self.bn3(self.conv_pwl(apply_gain(out, gain, self.groups)))
+        return add_residual(out, x, self.groups, shared) if self.has_skip else out
+
+
+@register_block("convhead")
+class ConvHeadBlock(Block):
+    """EfficientNet's head conv (1x1 conv -> BN -> ReLU6), per branch: no residual, the gain on its output.
+
+    ``hidden`` is unused (the block has one layer); a branch of this type is a slice of the channels of
+    a pretrained network's ``conv_head``, as in the packaged default model.
+    """
+
+    @staticmethod
+    def default_hidden(in_channels: int, out_channels: int) -> int:
+        return out_channels
+
+    def __init__(self, groups: int, in_channels: int, hidden: int, out_channels: int, stride: int = 1):
+        super().__init__(groups, in_channels=in_channels, hidden=hidden, out_channels=out_channels, stride=stride)
+        self.conv = GroupedConv2d(groups, in_channels, out_channels, 1, stride=stride)
+        self.bn = GroupedBatchNorm2d(groups, out_channels, eps=1e-3)
+
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+        return apply_gain(F.relu6(self.bn(self.conv(x, shared))), gain, self.groups)

@@ -1,0 +1,91 @@
+"""The shared trunk: a timm backbone truncated at a named stage (the split-point), and the backbone families.
+
+A backbone family says which timm models it covers (name prefixes), which branch block type fits it,
+how its stages are named and what ``forward_intermediates`` needs. A new family is one
+:func:`register_backbone_family` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneFamily:
+    """A family of timm backbones that a SeqPar trunk can be cut from."""
+
+    name: str
+    prefixes: tuple[str, ...]  # timm model names starting with one of these belong to the family
+    block: str  # the branch block type that continues the backbone's own blocks
+    description: str  # for error messages, e.g. "ResNet (resnet18..resnet200)"
+    stage_names: Callable[[nn.Module], list[str]] = lambda body: [info["module"] for info in body.feature_info]
+    intermediates_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def matches(self, backbone: str) -> bool:
+        return backbone.startswith(self.prefixes)
+
+
+_FAMILIES: dict[str, BackboneFamily] = {}
+
+
+def register_backbone_family(family: BackboneFamily) -> BackboneFamily:
+    """Make the timm models of ``family`` usable as SeqPar trunks."""
+    if family.name in _FAMILIES:
+        raise ValueError(f"backbone family {family.name!r} is already registered")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def backbone_family(backbone: str) -> BackboneFamily:
+    """The registered family of a timm model name; ValueError naming the supported families otherwise."""
+    for family in _FAMILIES.values():
+        if family.matches(backbone):
+            return family
+    supported = ", ".join(f.description for f in _FAMILIES.values())
+    raise ValueError(f"unsupported backbone {backbone!r}; expected a timm {supported}")
+
+
+register_backbone_family(BackboneFamily("resnet", ("resnet",), "bottleneck", "ResNet (resnet18..resnet200)"))
+register_backbone_family(BackboneFamily("convnext", ("convnextv2", "convnext"), "convnext",
+                                        "ConvNeXtV2 (convnextv2_atto..convnextv2_base)"))
+register_backbone_family(BackboneFamily(
+    "efficientnet", ("tf_efficientnet_lite", "efficientnet_lite"), "mbconv",
+    "EfficientNet-Lite (tf_efficientnet_lite0..4)",
+    stage_names=lambda body: ["bn1"] + [f"blocks.{i}" for i in range(len(body.blocks))],
+    intermediates_kwargs={"extra_blocks": True},
+))
+
+
+class Trunk(nn.Module):
+    """The backbone up to and including ``split_point``; later stages, norm and head are pruned.
+
+    ``body`` is the timm model itself, so its state dict uses timm's parameter names and
+    pretrained timm weights load into it by name.
+    """
+
+    def __init__(self, backbone: str, split_point: str):
+        super().__init__()
+        self.family = backbone_family(backbone)
+        if not timm.is_model(backbone):
+            raise ValueError(f"timm has no model named {backbone!r}")
+        self.body = timm.create_model(backbone, pretrained=False)
+        names = self.family.stage_names(self.body)
+        if split_point not in names:
+            raise ValueError(f"split_point {split_point!r} is not a stage of {backbone}; expected one of {names}")
+        self.index = names.index(split_point)
+        self._kwargs = dict(self.family.intermediates_kwargs)
+        self.body.prune_intermediate_layers(indices=[self.index], prune_norm=True, prune_head=True, **self._kwargs)
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, 64, 64, device=next(self.body.parameters()).device)
+            self.out_channels = self(probe).shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body.forward_intermediates(
+            x, indices=[self.index], intermediates_only=True, stop_early=True, **self._kwargs
+        )[0]
