@@ -233,3 +233,18 @@ def test_cached_cutouts_follow_the_model_to_another_dtype(inputs):
     model.to(torch.float32)
     after = clf.predict_preprocessed(inputs, guide, "cutout+attend", top_k=2)[0]
     assert [(p.class_id, p.prob) for p in after.predictions] == [(p.class_id, p.prob) for p in before.predictions]
+
+
+def test_each_classifier_owns_its_cue_models_unless_given_shared_ones(monkeypatch):
+    """No process-wide mapper: each classifier builds its own on first use; pass one to share it."""
+    from crossmodal.cues import CueGuides
+    from mappings import CueMapper
+
+    built = []
+    monkeypatch.setattr(CueMapper, "default", classmethod(lambda cls: built.append(object()) or built[-1]))
+    first, second = GuidedClassifier(tiny_model()), GuidedClassifier(tiny_model())
+    assert first.cues.mapper is not second.cues.mapper and len(built) == 2
+    assert first.cues.mapper is built[0]  # built once per classifier
+    model = tiny_model()
+    shared = GuidedClassifier(model, cues=CueGuides(model, mapper=built[0]))
+    assert shared.cues.mapper is first.cues.mapper and len(built) == 2

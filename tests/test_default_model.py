@@ -94,3 +94,42 @@ def test_default_preprocessing_is_a_typed_setting():
     assert x.shape == (3, 160, 160)
     torch.testing.assert_close(x, torch.full_like(x, (51 / 255 - 0.5) / 0.5), atol=1e-6, rtol=0)
     assert "data_config" not in model.config.metadata  # provenance only
+
+
+def test_product_and_evaluation_preprocess_real_photos_identically(model, shared_data, tmp_path):
+    """The guided product, both evaluators and the benchmarks share one pipeline: identical input tensors."""
+    from crossmodal import GuidedClassifier
+    from vision.data import list_labelled_images, load_rgb
+    from vision.data.folder import ImageFolderDataset, class_set
+
+    photos = list_labelled_images(shared_data / "imagenet-samples")[::100]
+    product = GuidedClassifier(model).preprocessor([p.path for p in photos])
+    pipeline = eval_transform(model.data_config())
+    library = torch.stack([pipeline(load_rgb(p.path)) for p in photos])
+    wnids = []
+    for p in photos:  # vision.evaluate reads ImageFolder trees: one class folder per photo
+        wnid = p.path.name.split("_")[0]
+        (tmp_path / wnid).mkdir()
+        (tmp_path / wnid / p.path.name).symlink_to(p.path)
+        wnids.append(wnid)
+    dataset = ImageFolderDataset(tmp_path, class_set(sorted(wnids)), pipeline)
+    evaluation = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    assert len(photos) == 8 and torch.equal(product, library) and torch.equal(product, evaluation)
+
+
+def test_node_gains_reach_the_default_models_superclass_branches(model):
+    """A cue that covers whole superclass groups of the packaged tree gains those branches (by the tree's names)."""
+    from crossmodal import GuidedClassifier
+
+    clf = GuidedClassifier(model)
+    guide = clf.guide(text="a dog is barking")  # WordNet dog.n.01: the 118 breeds, 151-268
+    dog_groups = {node["name"] for node in model.config.hierarchy["children"]
+                  if set(node["children"]) <= set(guide.classes)}
+    assert dog_groups and all("dog" in name for name in dog_groups)
+    node_gains = {k: v for k, v in guide.gains if isinstance(k, str)}
+    assert set(node_gains) == dog_groups
+    result = clf.predict_preprocessed(torch.zeros(1, 3, 160, 160), guide, "attend")[0]
+    assert {k for k, _ in result.gains if isinstance(k, str)} == dog_groups
+    level0 = model.level_gains(dict(result.gains))[0]
+    positions = [i for i, node in enumerate(model.hierarchy.levels[0]) if node.name in dog_groups]
+    assert level0 is not None and all(level0[0, i] == node_gains[model.hierarchy.levels[0][i].name] for i in positions)
