@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from make_wordnet_table import read_noun_data, read_noun_index, synset_name
+
+from xmcommon.cli import run_cli
+from xmcommon.files import atomic_write_text
 
 OUT = Path(__file__).resolve().parents[1] / "mappings" / "data" / "audioset_sources.json"
 NOTICE = (
@@ -87,10 +91,10 @@ def main(args: argparse.Namespace) -> dict:
         f'{{\n"notice": {json.dumps(table["notice"])},\n"roots": {json.dumps(table["roots"])},\n'
         '"labels": {\n' + ",\n".join(lines) + "\n}\n}\n"
     )
-    args.out.write_text(text, encoding="utf-8")
+    atomic_write_text(args.out, text)
     return {"out": str(args.out), "labels": len(table["labels"]),
             "objects": sum(1 for v in table["labels"].values() if v["object"])}
 
 
 if __name__ == "__main__":
-    print(main(get_args_parser().parse_args()))
+    sys.exit(run_cli(get_args_parser(), main))

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from timm.data import ImageNetInfo
+
+from xmcommon.cli import run_cli
+from xmcommon.files import atomic_write_text
 
 OUT = Path(__file__).resolve().parents[1] / "mappings" / "data" / "wordnet_imagenet.json"
 NOTICE = (
@@ -127,9 +131,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> dict:
     table = build_table(args.dict)
-    args.out.write_text(dump_json_lines(table), encoding="utf-8")
+    atomic_write_text(args.out, dump_json_lines(table))
     return {"out": str(args.out), "synsets": len(table["synsets"]), "lemmas": len(table["lemma_senses"])}
 
 
 if __name__ == "__main__":
-    print(main(get_args_parser().parse_args()))
+    sys.exit(run_cli(get_args_parser(), main))
