@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from xmcommon.files import atomic_write
+from xmcommon.threads import MODEL_BUILD_LOCK
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_ENV = "CROSSMODAL_CACHE"
@@ -75,7 +76,8 @@ class TextEncoder:
     def model(self):
         with self._model_lock:
             if self._model is None:
-                self._model = load_sentence_model(self.model_name)
+                with MODEL_BUILD_LOCK:
+                    self._model = load_sentence_model(self.model_name)
             return self._model
 
     def cache_path(self, texts: Sequence[str]) -> Path:

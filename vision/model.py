@@ -13,6 +13,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from xmcommon.threads import MODEL_BUILD_LOCK
+
 from .config import SeqParConfig
 from .hierarchy import Hierarchy
 from .nn.blocks import block_class
@@ -90,29 +92,30 @@ class SeqParModel(nn.Module):
 
     def __init__(self, config: SeqParConfig, trunk: Trunk | None = None):
         super().__init__()
-        self.config = config
-        self.hierarchy = Hierarchy(config.hierarchy, config.num_classes)
-        self.trunk = trunk if trunk is not None else Trunk(config.backbone, config.split_point)
-        self.levels = nn.ModuleList()
-        in_channels, parent_groups = self.trunk.out_channels, 1
-        for depth, nodes in enumerate(self.hierarchy.levels):
-            level = BranchLevel(
-                block=config.block, groups=len(nodes), in_channels=in_channels,
-                channels=config.branch_channels[depth], depth=config.branch_depth[depth],
-                stride=config.branch_stride[depth], hidden=config.branch_hidden[depth],
-                parent_index=[max(n.parent, 0) for n in nodes], parent_groups=parent_groups,
-                leaf_positions=[p for p, n in enumerate(nodes) if n.is_leaf],
-            )
-            self.levels.append(level)
-            in_channels, parent_groups = level.out_channels, len(nodes)
-        order = [n.class_index for nodes in self.hierarchy.levels for n in nodes if n.is_leaf]
-        position = torch.empty(config.num_classes, dtype=torch.long, device="cpu")
-        position[torch.tensor(order, device="cpu")] = torch.arange(len(order), device="cpu")
-        self.register_buffer("output_order", position, persistent=False)
-        self._class_position = {cid: i for i, cid in enumerate(config.class_ids)}
-        self._shares_trunk = False  # set by cutout(share_trunk=True): an inference-only view of another trunk
-        if config.freeze_trunk:
-            self.trunk.requires_grad_(False)
+        with MODEL_BUILD_LOCK:  # see xmcommon.threads: never while transformers loads a model in another thread
+            self.config = config
+            self.hierarchy = Hierarchy(config.hierarchy, config.num_classes)
+            self.trunk = trunk if trunk is not None else Trunk(config.backbone, config.split_point)
+            self.levels = nn.ModuleList()
+            in_channels, parent_groups = self.trunk.out_channels, 1
+            for depth, nodes in enumerate(self.hierarchy.levels):
+                level = BranchLevel(
+                    block=config.block, groups=len(nodes), in_channels=in_channels,
+                    channels=config.branch_channels[depth], depth=config.branch_depth[depth],
+                    stride=config.branch_stride[depth], hidden=config.branch_hidden[depth],
+                    parent_index=[max(n.parent, 0) for n in nodes], parent_groups=parent_groups,
+                    leaf_positions=[p for p, n in enumerate(nodes) if n.is_leaf],
+                )
+                self.levels.append(level)
+                in_channels, parent_groups = level.out_channels, len(nodes)
+            order = [n.class_index for nodes in self.hierarchy.levels for n in nodes if n.is_leaf]
+            position = torch.empty(config.num_classes, dtype=torch.long, device="cpu")
+            position[torch.tensor(order, device="cpu")] = torch.arange(len(order), device="cpu")
+            self.register_buffer("output_order", position, persistent=False)
+            self._class_position = {cid: i for i, cid in enumerate(config.class_ids)}
+            self._shares_trunk = False  # set by cutout(share_trunk=True): an inference-only view of another trunk
+            if config.freeze_trunk:
+                self.trunk.requires_grad_(False)
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, gains: Gains = None) -> torch.Tensor:
@@ -269,14 +272,15 @@ class SeqParModel(nn.Module):
             branch_stride=self.config.branch_stride[:levels], branch_hidden=self.config.branch_hidden[:levels],
             calibration=calibration,
         )
-        new = build_on_meta(config, self.trunk if share_trunk else copy.deepcopy(self.trunk))
-        for level, new_level, keep in zip(self.levels, new.levels, positions):
-            idx = torch.tensor(keep)
-            for i, block in enumerate(level.blocks):
-                new_level.blocks[i] = block.select(idx)
-            if level.head is not None and new_level.head is not None:
-                leaf_rank = {p: i for i, p in enumerate(level.leaf_list)}
-                new_level.head = level.head.select(torch.tensor([leaf_rank[p] for p in keep if p in leaf_rank]))
+        with MODEL_BUILD_LOCK:
+            new = build_on_meta(config, self.trunk if share_trunk else copy.deepcopy(self.trunk))
+            for level, new_level, keep in zip(self.levels, new.levels, positions):
+                idx = torch.tensor(keep)
+                for i, block in enumerate(level.blocks):
+                    new_level.blocks[i] = block.select(idx)
+                if level.head is not None and new_level.head is not None:
+                    leaf_rank = {p: i for i, p in enumerate(level.leaf_list)}
+                    new_level.head = level.head.select(torch.tensor([leaf_rank[p] for p in keep if p in leaf_rank]))
         device = next(self.trunk.parameters()).device
         if share_trunk:  # move only what the cutout owns: the index buffers built on the CPU
             new.levels.to(device)

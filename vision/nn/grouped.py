@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xmcommon.threads import MODEL_BUILD_LOCK
+
 # Grouped 1x1 convolutions on at most this many pixels (batch x height x width) run as a batched
 # matmul: measured 2-10x faster than the grouped convolution at batch 1 on 7x7 and 14x14 maps
 # (benchmarks/cutout.py); larger inputs keep the grouped convolution.
@@ -41,7 +43,7 @@ class Grouped(nn.Module):
         idx = torch.as_tensor(idx, dtype=torch.long)
         if len(idx) == 0:
             raise ValueError("select needs at least one group")
-        with torch.device("meta"):
+        with MODEL_BUILD_LOCK, torch.device("meta"):  # see xmcommon.threads
             new = type(self)(groups=len(idx), **self._kwargs)
         state = {k: _slice_groups(v, self.groups, idx) for k, v in self.state_dict().items()}
         new.load_state_dict(state, assign=True)
