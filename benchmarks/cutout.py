@@ -3,8 +3,9 @@
 For ResNet50-based PHL (lateSP) and NHL models with 10/100/1000 classes (random weights): the full model
 and cutouts keeping 1/5/10 % of the classes, at batch 1 and 16, fused execution vs the per-branch reference
 loop (``vision.nn.reference.BranchLoop``), and a plain timm ResNet50 measured in the same run as the
-machine's reference. Latency: per model and batch, the median of ``--runs`` runs after a warm-up, the
-model, its reference loop and (once per batch) ResNet50 timed interleaved (``benchmarks.common``).
+machine's reference. Latency: the median of ``--runs`` runs after a warm-up; per model size and batch, the
+full model, its cutouts and their reference loops are timed interleaved (``benchmarks.common``); ResNet50
+is timed first, once per batch.
 
     python -m benchmarks.cutout                      # all sizes
     python -m benchmarks.cutout --classes 10 100 --runs 5

@@ -133,14 +133,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     rows = [
         {"model": f"teacher {teacher_name} @{t_size}", "top1": acc["teacher"][1], "top5": acc["teacher"][5],
          "top1_guided": acc["teacher_guided"], "top1_guided_gain1": None, **_cost(costs["teacher"], ms["teacher"])},
-        {"model": f"{args.model} NHL @{size}", "top1": acc["unguided"][1], "top5": acc["unguided"][5],
+        {"model": f"{args.model} {model.config.topology.upper()} @{size}", "top1": acc["unguided"][1], "top5": acc["unguided"][5],
          "top1_guided": acc["guided"], "top1_guided_gain1": acc["guided_gain1"], **_cost(costs["full"], ms["full"])},
         {"model": f"{args.model}, cat cutout {CAT_CLASSES[0]}-{CAT_CLASSES[-1]}", "top1": None, "top5": None,
          "top1_guided": None, "top1_guided_gain1": None, **_cost(costs["cat cutout"], ms["cat cutout"])},
     ]
     result = {
         "model": args.model, "held_out_photos": len(held_out), "gain": args.gain, "runs": args.runs,
-        "machine": machine(), "accuracy": acc, "agree_with_teacher": acc["agree_with_teacher"], "rows": rows,
+        "machine": machine(), "accuracy": acc, "rows": rows,
         "size_mb": sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) / 1e6,
         "table": _table(rows, args.gain),
     }
@@ -152,26 +152,28 @@ def _cost(cost: Any, ms: float) -> dict[str, Any]:
     return {"gmacs": cost.gmacs, "params": cost.params, "latency_ms": ms}
 
 
+def _percent(fraction: float | None) -> str | None:
+    return cell(None if fraction is None else 100 * fraction, ".1f", " %")
+
+
 def _table(rows: list[dict[str, Any]], gain: float) -> str:
-    pct = lambda v: cell(None if v is None else 100 * v, ".1f", " %")
     header = ("model", "top-1 unguided", "top-5 unguided", f"top-1 guided (superclass cue, gain {gain:g})",
               "top-1 guided at gain 1", "GMACs", "params", "median ms (batch 1)")
-    return markdown_table(header, ([r["model"], pct(r["top1"]), pct(r["top5"]), pct(r["top1_guided"]),
-                                    pct(r["top1_guided_gain1"]), f"{r['gmacs']:.3f}", f"{r['params']:,}",
+    return markdown_table(header, ([r["model"], _percent(r["top1"]), _percent(r["top5"]), _percent(r["top1_guided"]),
+                                    _percent(r["top1_guided_gain1"]), f"{r['gmacs']:.3f}", f"{r['params']:,}",
                                     f"{r['latency_ms']:.1f}"] for r in rows), "lrrrrrrr")
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     teacher, full, cat = result["rows"]
-    return "\n".join([
-        (f"held-out photos: {result['held_out_photos']}; {machine_line(result['machine'])}; latency median of "
-        f"{result['runs']} runs"), "", result["table"], "",
-        (f"student/teacher top-1 {full['top1'] / teacher['top1'] if teacher['top1'] else float('nan'):.3f}; "
-        f"guided - teacher "
-        f"{100 * (full['top1_guided'] - teacher['top1']):+.1f} pts; agreement with the teacher "
-        f"{100 * result['agree_with_teacher']:.1f} %; cat cutout GMACs {cat['gmacs'] / teacher['gmacs']:.3f} x teacher, "
-        f"latency {cat['latency_ms'] / teacher['latency_ms']:.3f} x teacher; size on disk {result['size_mb']:.1f} MB"),
-    ])
+    ratio = full["top1"] / teacher["top1"] if teacher["top1"] else float("nan")
+    head = (f"held-out photos: {result['held_out_photos']}; {machine_line(result['machine'])}; "
+            f"latency median of {result['runs']} runs")
+    summary = (f"student/teacher top-1 {ratio:.3f}; guided - teacher {100 * (full['top1_guided'] - teacher['top1']):+.1f}"
+               f" pts; agreement with the teacher {100 * result['accuracy']['agree_with_teacher']:.1f} %; cat cutout "
+               f"GMACs {cat['gmacs'] / teacher['gmacs']:.3f} x teacher, latency "
+               f"{cat['latency_ms'] / teacher['latency_ms']:.3f} x teacher; size on disk {result['size_mb']:.1f} MB")
+    return "\n".join([head, "", result["table"], "", summary])
 
 
 def cli(argv: list[str] | None = None) -> int:

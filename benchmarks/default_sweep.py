@@ -97,7 +97,7 @@ def fold_of(photo: LabelledImage) -> int:
     return hashlib.sha256(photo.path.name.encode()).digest()[1] % FOLDS
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def eval_features(network: torch.nn.Module, photos: list[LabelledImage], data_config: dict) -> torch.Tensor:
     """The network's pooled head activations (its classifier's input) on ``photos`` through the eval pipeline."""
     transform = eval_transform(data_config)
@@ -163,6 +163,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 fits = fit_branches(views[folds != fold].flatten(0, 1), teacher.classifier, groups, config.width,
                                     config.ridge)
                 logits[folds == fold] = branch_logits(scored[folds == fold], fits)
+            # Assembled from the last fold's fits, only for its costs and size on disk (both independent of the fits).
             settings = BuildSettings(image_size=size, width=config.width, ridge=config.ridge, views=args.views)
             model = assemble(settings, tree, teacher, fits, {})
             if model.data_config() != data_config:

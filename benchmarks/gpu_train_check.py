@@ -24,13 +24,14 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import add_json_argument, machine, markdown_table, timing, write_json
+from benchmarks.common import add_json_argument, cell, machine, markdown_table, timing, write_json
 from vision.data.folder import ClassSet, load_splits
 from vision.data.synthetic import generate
 from vision.eval import evaluate
 from vision.training import TrainConfig, train
 from vision.training.models import build_model
 from xmcommon.cli import run_cli
+from xmcommon.files import atomic_write_text
 
 
 def _config(root: Path, out: Path, model: dict, args: argparse.Namespace) -> TrainConfig:
@@ -135,7 +136,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
               "peak GPU mem (GiB)", "val top-1", "wall (s)")
     table = markdown_table(header, ([r["model"], f"{r['params']:,}", f"{r['train_img_s_last_epoch']:.0f}",
                                      f"{r['model_only_img_s']:.0f}",
-                                     "" if r["peak_gpu_mem_gib"] is None else f"{r['peak_gpu_mem_gib']:.2f}",
+                                     cell(r["peak_gpu_mem_gib"], ".2f"),
                                      f"{r['val_top1']:.1f}", f"{r['wall_s']:.0f}"] for r in rows), "lrrrrrr")
     device_name = torch.cuda.get_device_name(device) if cuda else "CPU (functional check only)"
     result = {
@@ -145,19 +146,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "phl_over_resnet50_model_only": rows[0]["model_only_img_s"] / rows[1]["model_only_img_s"],
         "evaluation": report.to_dict()["subsets"], "evaluation_report": (out / "eval_phl" / "report.md").read_text(),
     }
-    (out / "gpu_train_check.md").write_text(render(result, args) + "\n")
+    atomic_write_text(out / "gpu_train_check.md", render(result, args) + "\n")
     write_json(args.json, result)
     return result
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
-    return "\n".join([
-        (f"device: {result['device']} | torch {result['machine']['torch']} | amp {result['amp']} | batch "
-        f"{result['batch_size']} | {result['train_images']} train / {result['val_images']} val images, "
-        f"{result['size']} px, {result['epochs']} epochs"), "", result["table"], "",
-        f"PHL / ResNet50 model-only throughput ratio: {result['phl_over_resnet50_model_only']:.2f}", "",
-        result["evaluation_report"],
-    ])
+    head = (f"device: {result['device']} | torch {result['machine']['torch']} | amp {result['amp']} | batch "
+            f"{result['batch_size']} | {result['train_images']} train / {result['val_images']} val images, "
+            f"{result['size']} px, {result['epochs']} epochs")
+    ratio = f"PHL / ResNet50 model-only throughput ratio: {result['phl_over_resnet50_model_only']:.2f}"
+    return "\n".join([head, "", result["table"], "", ratio, "", result["evaluation_report"]])
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import itertools
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _calls(mapper: CueMapper) -> dict[str, Any]:
-    """One zero-argument call per cue kind; the new-text kind never repeats a text (not even across calls of this)."""
+def _calls(mapper: CueMapper) -> dict[str, Callable[[], object]]:
+    """One zero-argument call per cue kind; the new-text kind sends a text never sent before at every call."""
     counter = itertools.count()
     calls = {}
     for name, cue in LATENCY_CUES.items():
@@ -106,13 +107,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
-    lines = [(f"start-up: {result['startup_cold_s']:.1f} s with the embedding cache {result['cache']}; "
-             f"{result['startup_warm_s']:.2f} s with a warm cache (model loads lazily); "
-             f"{result['default_threads']} torch threads by default"),
-             f"{machine_line(result['machine'])} (shared machine); median of {result['repeats']} calls", "",
+    startup = (f"start-up: {result['startup_cold_s']:.1f} s with the embedding cache {result['cache']}; "
+               f"{result['startup_warm_s']:.2f} s with a warm cache (model loads lazily); "
+               f"{result['default_threads']} torch threads by default")
+    lines = [startup, f"{machine_line(result['machine'])} (shared machine); median of {result['repeats']} calls", "",
              result["tables"][0], "", result["tables"][1]]
-    lines += [f"imperfect: {r}" for r in result["imperfect"]]
-    return "\n".join(lines)
+    return "\n".join(lines + [f"imperfect: {r}" for r in result["imperfect"]])
 
 
 def cli(argv: list[str] | None = None) -> int:

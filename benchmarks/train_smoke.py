@@ -83,13 +83,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     s = result["seconds"]
-    return "\n".join([
-        f"{machine_line(result['machine'])} (shared CPU; timings are indicative)", "", result["table"], "",
-        f"data {s['data']:.1f} s, training {s['train']:.1f} s, evaluation {s['evaluate']:.1f} s", "",
-        result["evaluation_report"],
-        (f"final val top-1 {result['final_val_top1']:.2f} % ({'PASS' if result['passed'] else 'FAIL'}: "
-        f"target >= {result['target_top1']:g} %)"),
-    ])
+    verdict = (f"final val top-1 {result['final_val_top1']:.2f} % ({'PASS' if result['passed'] else 'FAIL'}: "
+               f"target >= {result['target_top1']:g} %)")
+    return "\n".join([f"{machine_line(result['machine'])} (shared CPU; timings are indicative)", "", result["table"], "",
+                      f"data {s['data']:.1f} s, training {s['train']:.1f} s, evaluation {s['evaluate']:.1f} s", "",
+                      result["evaluation_report"], verdict])
 
 
 def cli(argv: list[str] | None = None) -> int:
