@@ -1,42 +1,46 @@
 """Cutout benchmark: params, GMACs and CPU latency of SeqPar models and their cutouts.
 
-For ResNet50-based PHL (lateSP) and NHL models with 10/100/1000 classes: the full model and
-cutouts keeping 1/5/10 % of the classes, at batch 1 and 16, fused execution vs the per-branch
-reference loop, and a plain timm ResNet50 measured in the same run as the machine's reference.
+For ResNet50-based PHL (lateSP) and NHL models with 10/100/1000 classes (random weights): the full model
+and cutouts keeping 1/5/10 % of the classes, at batch 1 and 16, fused execution vs the per-branch reference
+loop (``vision.nn.reference.BranchLoop``), and a plain timm ResNet50 measured in the same run as the
+machine's reference. Latency: the median of ``--runs`` runs after a warm-up; per model size and batch, the
+full model, its cutouts and their reference loops are timed interleaved (``benchmarks.common``); ResNet50
+is timed first, once per batch.
 
-    python benchmarks/cutout.py                      # all sizes
-    python benchmarks/cutout.py --classes 10 100 --runs 5
+    python -m benchmarks.cutout                      # all sizes
+    python -m benchmarks.cutout --classes 10 100 --runs 5
+    python -m benchmarks.cutout --classes 10 --variants nhl_resnet50 --batches 1 --runs 1   # a quick check
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from typing import Any
 
 import timm
 import torch
 
+from benchmarks.common import (
+    CLOCKS,
+    add_json_argument,
+    cell,
+    interleaved_timings,
+    machine,
+    machine_line,
+    markdown_table,
+    timing,
+    write_json,
+)
 from vision.cost import measure
 from vision.model import SeqParModel
-from vision.presets import preset
 from vision.nn.reference import BranchLoop
+from vision.presets import available_presets, preset
+from xmcommon.cli import run_cli
 
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-clock = CLOCKS["wall"]
-
-
-def median_latency(fn, x: torch.Tensor, runs: int) -> float:
-    """Median time of ``fn(x)`` over ``runs`` runs, after one warm-up run (seconds, by ``clock``)."""
-    with torch.inference_mode():
-        fn(x)
-        times = []
-        for _ in range(runs):
-            start = clock()
-            fn(x)
-            times.append(clock() - start)
-    return statistics.median(times)
+HEADER = ("model", "classes", "kept", "batch", "params (M)", "GMACs", "latency (ms)", "GMAC/s", "% of ResNet50 GMAC/s",
+          "loop (ms)", "fused speed-up", "latency saving / GMAC saving")
+ALIGN = "lrlrrrrrrrrr"
 
 
 def kept_classes(num_classes: int, percent: float) -> list[int]:
@@ -44,65 +48,106 @@ def kept_classes(num_classes: int, percent: float) -> list[int]:
     return list(range(max(1, round(num_classes * percent / 100))))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Params, GMACs and CPU latency of SeqPar models and their cutouts.")
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--variants", nargs="+", default=["phl_latesp_resnet50", "nhl_resnet50"])
+    parser.add_argument("--variants", nargs="+", default=["phl_latesp_resnet50", "nhl_resnet50"],
+                        help=f"vision presets, of: {', '.join(available_presets())}")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--percents", type=float, nargs="+", default=[1, 5, 10])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-loop", action="store_true", help="skip the per-branch reference loop")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
                         help="wall: latency; cpu: process CPU time (robust on a shared machine with --threads 1)")
-    args = parser.parse_args()
-    global clock
-    clock = CLOCKS[args.clock]
+    add_json_argument(parser)
+    return parser
+
+
+def _models(variant: str, num_classes: int, percents: list[float]) -> list[tuple[str, SeqParModel, Any]]:
+    """(kept label, model, cost) for the full model and each distinct cutout size."""
+    model = SeqParModel(preset(variant, num_classes=num_classes)).eval()
+    models = [("full", model, measure(model))]
+    for percent in percents:
+        keep = kept_classes(num_classes, percent)
+        if len(keep) < num_classes and all(len(keep) != len(m.config.class_ids) for _, m, _ in models):
+            cut = model.cutout(keep, share_trunk=True)
+            models.append((f"{len(keep)} ({percent:g} %)", cut, measure(cut)))
+    return models
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    for name in args.variants:
+        preset(name, num_classes=10)  # an unknown preset is bad input: fail before any timing
+    if min(args.classes + args.batches) < 1 or args.runs < 1:
+        raise ValueError("--classes, --batches and --runs must be >= 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, median of {args.runs} runs")
-
-    resnet = timm.create_model("resnet50").eval()
-    ref_macs = measure(resnet).macs
-    reference = {}
-    header = ("| model | classes | kept | batch | params (M) | GMACs | latency (ms) | GMAC/s | % of ResNet50 GMAC/s "
-              "| loop (ms) | fused speed-up | latency saving / GMAC saving |")
-    print(header)
-    print("|---" * (header.count("|") - 1) + "|")
-    for batch in args.batches:
-        x = torch.randn(batch, 3, 224, 224)
-        t = median_latency(resnet, x, args.runs)
-        reference[batch] = ref_macs * batch / t / 1e9
-        print(f"| resnet50 (timm) | 1000 | | {batch} | {measure(resnet).params / 1e6:.2f} | {ref_macs / 1e9:.3f} "
-              f"| {t * 1e3:.1f} | {reference[batch]:.1f} | 100 % | | | |")
-    del resnet
-
+    inputs = {batch: torch.randn(batch, 3, 224, 224) for batch in args.batches}
+    rows = _resnet50_rows(inputs, args.runs, args.clock)
+    reference_rate = {row["batch"]: row["gmac_per_s"] for row in rows}
     for variant in args.variants:
         for num_classes in args.classes:
-            model = SeqParModel(preset(variant, num_classes=num_classes)).eval()
-            full_cost = measure(model)
-            models = [("full", model, full_cost)]
-            for percent in args.percents:
-                keep = kept_classes(num_classes, percent)
-                if len(keep) < num_classes and all(len(keep) != len(m.config.class_ids) for _, m, _ in models):
-                    cut = model.cutout(keep, share_trunk=True)
-                    models.append((f"{len(keep)} ({percent:g} %)", cut, measure(cut)))
-            for batch in args.batches:
-                x = torch.randn(batch, 3, 224, 224)
-                full_latency = None
-                for kept, m, cost in models:
-                    t = median_latency(m, x, args.runs)
-                    full_latency = full_latency or t
-                    loop = "" if args.no_loop else median_latency(BranchLoop(m), x, args.runs)
-                    rate = cost.macs * batch / t / 1e9
+            models = _models(variant, num_classes, args.percents)
+            full_cost = models[0][2]
+            loops = {} if args.no_loop else {kept: BranchLoop(m) for kept, m, _ in models}
+            for batch, x in inputs.items():
+                fns = {kept: (lambda m=m, x=x: m(x)) for kept, m, _ in models}
+                fns |= {f"{kept} loop": (lambda loop=loop, x=x: loop(x)) for kept, loop in loops.items()}
+                with torch.inference_mode():
+                    times = interleaved_timings(fns, args.runs)
+                full_latency = times["full"].ms(args.clock)
+                for kept, _, cost in models:
+                    t = times[kept].ms(args.clock)
                     mac_saving = 1 - cost.macs / full_cost.macs
-                    ratio = f"{(1 - t / full_latency) / mac_saving:.2f}" if mac_saving > 0 else ""
-                    print(f"| {variant} | {num_classes} | {kept} | {batch} | {cost.params / 1e6:.2f} | {cost.gmacs:.3f} "
-                          f"| {t * 1e3:.1f} | {rate:.1f} | {100 * rate / reference[batch]:.0f} % "
-                          f"| {'' if loop == '' else f'{loop * 1e3:.1f}'} "
-                          f"| {'' if loop == '' else f'{loop / t:.2f}x'} | {ratio} |", flush=True)
-            del model, models
+                    rows.append({"model": variant, "classes": num_classes, "kept": kept, "batch": batch,
+                                 "params": cost.params, "gmacs": cost.gmacs, "latency_ms": t,
+                                 "loop_ms": None if args.no_loop else times[f"{kept} loop"].ms(args.clock),
+                                 "gmac_per_s": cost.macs * batch / t / 1e6, "mac_saving": mac_saving,
+                                 "latency_saving": 1 - t / full_latency})
+                print(f"{variant}, {num_classes} classes, batch {batch}: done", file=sys.stderr, flush=True)
+            del models, loops
+    for row in rows:
+        row["percent_of_resnet50_rate"] = 100 * row["gmac_per_s"] / reference_rate[row["batch"]]
+    result = {"machine": machine(), "clock": args.clock, "runs": args.runs, "rows": rows, "table": _table(rows)}
+    write_json(args.json, result)
+    return result
+
+
+def _resnet50_rows(inputs: dict[int, torch.Tensor], runs: int, clock: str) -> list[dict[str, Any]]:
+    """The machine's reference: a plain timm ResNet50 (random weights) at each batch size."""
+    resnet = timm.create_model("resnet50").eval()
+    cost = measure(resnet)
+    rows = []
+    for batch, x in inputs.items():
+        with torch.inference_mode():
+            t = timing(lambda x=x: resnet(x), runs).ms(clock)
+        rows.append({"model": "resnet50 (timm)", "classes": 1000, "kept": None, "batch": batch, "params": cost.params,
+                     "gmacs": cost.gmacs, "latency_ms": t, "loop_ms": None, "gmac_per_s": cost.macs * batch / t / 1e6,
+                     "mac_saving": None, "latency_saving": None})
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    def cells(r: dict[str, Any]) -> list[Any]:
+        loop = r["loop_ms"]
+        speed_up = None if loop is None else loop / r["latency_ms"]
+        ratio = r["latency_saving"] / r["mac_saving"] if r["mac_saving"] else None
+        return [r["model"], r["classes"], r["kept"], r["batch"], f"{r['params'] / 1e6:.2f}", f"{r['gmacs']:.3f}",
+                f"{r['latency_ms']:.1f}", f"{r['gmac_per_s']:.1f}", f"{r['percent_of_resnet50_rate']:.0f} %",
+                cell(loop, ".1f"), cell(speed_up, ".2f", "x"), cell(ratio, ".2f")]
+
+    return markdown_table(HEADER, map(cells, rows), ALIGN)
+
+
+def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    return (f"{machine_line(result['machine'])}; {result['clock']} clock, median of {result['runs']} runs\n\n"
+            f"{result['table']}")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(get_args_parser(), main, argv, render)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

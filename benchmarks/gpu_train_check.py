@@ -1,11 +1,15 @@
 """GPU check: 2 epochs of PHL-ResNet50 vs. plain ResNet50 on the synthetic set at 224 px with AMP.
 
-    python benchmarks/gpu_train_check.py --out /tmp/gpu_check      # est. 2-4 min on one H100 (not yet run)
+    python -m benchmarks.gpu_train_check --out /tmp/gpu_check      # est. 2-4 min on one H100 (not yet run)
+    python -m benchmarks.gpu_train_check --device cpu --out /tmp/gpu_check_cpu --size 32 --epochs 1 \
+        --train-per-class 4 --val-per-class 2 --batch-size 8 --workers 0 --amp none --bench-steps 1
+                                                   # a functional check of the script on the CPU (no figures)
 
-For each model: the engine's end-to-end training throughput (images/s of epoch 2, data loading
+For each model: the engine's end-to-end training throughput (images/s of the last epoch, data loading
 included), the model-only throughput (forward + backward + optimizer step on resident tensors,
-median of 3 timed runs), peak GPU memory of the training run, and val top-1 after 2 epochs.
-The PHL run is then evaluated with `vision.evaluate` (cutouts lower/upper, gain sweep).
+median of 3 timed runs of ``--bench-steps`` steps, ``benchmarks.common``), peak GPU memory of the training
+run, and val top-1 after the last epoch. The PHL run is then evaluated with ``vision.eval.evaluate``
+(cutouts lower/upper, gain sweep). Writes ``gpu_train_check.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -13,23 +17,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import add_json_argument, cell, machine, markdown_table, timing, write_json
+from vision.data.folder import ClassSet, load_splits
+from vision.data.synthetic import generate
+from vision.eval import evaluate
+from vision.training import TrainConfig, train
+from vision.training.models import build_model
+from xmcommon.cli import run_cli
+from xmcommon.files import atomic_write_text
 
-from vision.data import load_splits  # noqa: E402
-from vision.evaluate import evaluate  # noqa: E402
-from vision.modelio import build_model  # noqa: E402
-from vision.synthetic import generate  # noqa: E402
-from vision.train import TrainConfig, train  # noqa: E402
 
-
-def _config(root: Path, out: Path, model: dict, args) -> TrainConfig:
+def _config(root: Path, out: Path, model: dict, args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict({
         "data": {"root": str(root), "input_size": args.size, "batch_size": args.batch_size, "workers": args.workers,
                  "augment": {"auto_augment": "rand-m9-mstd0.5", "interpolation": "bicubic"}},
@@ -40,17 +45,22 @@ def _config(root: Path, out: Path, model: dict, args) -> TrainConfig:
     })
 
 
-def model_only_throughput(cfg: TrainConfig, classes, steps: int, device: torch.device) -> float:
-    """Images/s of forward + backward + SGD step on a resident random batch (median of 3 runs)."""
-    model = build_model(cfg.model, classes, {}).to(device).to(memory_format=torch.channels_last).train()
+def _build(cfg: TrainConfig, classes: ClassSet) -> torch.nn.Module:
+    return build_model(cfg.model, classes, {}, image_size=cfg.data.input_size, augment=cfg.data.augment)
+
+
+def model_only_throughput(cfg: TrainConfig, classes: ClassSet, steps: int, device: torch.device) -> float:
+    """Images/s of forward + backward + SGD step on a resident random batch (median of 3 runs of ``steps`` steps)."""
+    model = _build(cfg, classes).to(device).to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     size = cfg.data.input_size
     x = torch.randn(cfg.data.batch_size, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, len(classes.class_ids), (cfg.data.batch_size,), device=device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[cfg.run.amp]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    def step():
+    def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
@@ -58,75 +68,17 @@ def model_only_throughput(cfg: TrainConfig, classes, steps: int, device: torch.d
         scaler.step(opt)
         scaler.update()
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(5):
-        step()
-    rates = []
-    for _ in range(3):
-        sync()
-        t0 = time.perf_counter()
+    def steps_synced() -> None:
         for _ in range(steps):
             step()
         sync()
-        rates.append(steps * cfg.data.batch_size / (time.perf_counter() - t0))
-    return statistics.median(rates)
 
-
-def main(args: argparse.Namespace) -> dict:
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("gpu_train_check needs a CUDA device (use --device cpu only for a functional check)")
-    torch.backends.cudnn.benchmark = True
-    cuda = device.type == "cuda"
-    out = Path(args.out)
-    data = out / f"synthetic{args.size}"
-    t0 = time.perf_counter()
-    if not (data / "synthetic.json").is_file():
-        generate(data, train_per_class=args.train_per_class, val_per_class=args.val_per_class, size=args.size,
-                 processes=min(16, os.cpu_count() or 1))
-    print(f"synthetic set: {time.perf_counter() - t0:.1f} s", flush=True)
-    models = {
-        f"PHL-ResNet50 ({args.preset})": {"preset": args.preset},
-        "ResNet50 (timm)": {"arch": "timm", "name": "resnet50"},
-    }
-    rows = []
-    for label, model_cfg in models.items():
-        run_dir = out / label.split()[0].lower()
-        cfg = _config(data, run_dir, model_cfg, args)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        t1 = time.perf_counter()
-        result = train(cfg, progress=False)
-        wall = time.perf_counter() - t1
-        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-        log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-        classes = load_splits(data)
-        rows.append({"model": label, "params": sum(p.numel() for p in build_model(model_cfg, classes, {}).parameters()),
-                     "train_img_s_epoch2": log[-1]["images_per_s"],
-                     "model_only_img_s": model_only_throughput(cfg, classes, args.bench_steps, device),
-                     "peak_gpu_mem_gib": peak, "val_top1": result.final_val["top1"], "wall_s": wall,
-                     "model_dir": result.model_dir})
-        print(json.dumps(rows[-1]), flush=True)
-    report = evaluate(rows[0]["model_dir"], data, subsets=["lower:0-4", "upper:5-9"], gains=[1.0, 1.5, 2.0, 3.0],
-                      batch_size=args.batch_size, workers=args.workers, device=args.device, out=out / "eval_phl")
-    name = torch.cuda.get_device_name() if cuda else "CPU (functional check only)"
-    lines = [f"device: {name} | torch {torch.__version__} | amp {args.amp} | batch {args.batch_size} | "
-             f"{args.train_per_class * 10} train / {args.val_per_class * 10} val images, {args.size} px, {args.epochs} epochs", "",
-             "| model | params | train img/s (epoch 2, end-to-end) | model-only img/s | peak GPU mem (GiB) | val top-1 | wall (s) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['model']} | {r['params']:,} | {r['train_img_s_epoch2']:.0f} | {r['model_only_img_s']:.0f} | "
-              f"{r['peak_gpu_mem_gib']:.2f} | {r['val_top1']:.1f} | {r['wall_s']:.0f} |" for r in rows]
-    ratio = rows[0]["model_only_img_s"] / rows[1]["model_only_img_s"]
-    lines += ["", f"PHL / ResNet50 model-only throughput ratio: {ratio:.2f}", "",
-              (out / "eval_phl" / "report.md").read_text()]
-    text = "\n".join(lines)
-    (out / "gpu_train_check.md").write_text(text)
-    print(text)
-    return {"rows": rows, "evaluation": report.to_dict()["subsets"]}
+    # `timing` warms up with one untimed run of `steps` steps (cudnn autotuning); every run starts synchronised
+    return steps * cfg.data.batch_size / (timing(steps_synced, runs=3, setup=sync).wall_ms / 1e3)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description="GPU check: PHL-ResNet50 vs ResNet50 training throughput, memory and top-1.")
     p.add_argument("--out", default="runs/gpu_train_check")
     p.add_argument("--preset", default="phl_latesp_resnet50")
     p.add_argument("--epochs", type=int, default=2)
@@ -139,8 +91,77 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-steps", type=int, default=20)
     p.add_argument("--size", type=int, default=224, help="image side in pixels")
     p.add_argument("--device", default="cuda", help="cuda (the check) or cpu (functional check of the script)")
+    add_json_argument(p)
     return p
 
 
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("gpu_train_check needs a CUDA device (use --device cpu only for a functional check)")
+    torch.backends.cudnn.benchmark = True
+    cuda = device.type == "cuda"
+    out = Path(args.out)
+    data = out / f"synthetic{args.size}"
+    t0 = time.perf_counter()
+    if not (data / "synthetic.json").is_file():
+        generate(data, train_per_class=args.train_per_class, val_per_class=args.val_per_class, size=args.size,
+                 processes=min(16, os.cpu_count() or 1))
+    print(f"synthetic set: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    models = {
+        f"PHL-ResNet50 ({args.preset})": {"preset": args.preset},
+        "ResNet50 (timm)": {"arch": "timm", "name": "resnet50"},
+    }
+    classes = load_splits(data)
+    rows = []
+    for label, model_cfg in models.items():
+        run_dir = out / label.split()[0].lower()
+        cfg = _config(data, run_dir, model_cfg, args)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        t1 = time.perf_counter()
+        result = train(cfg, progress=False)
+        wall = time.perf_counter() - t1
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+        log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+        rows.append({"model": label, "params": sum(p.numel() for p in _build(cfg, classes).parameters()),
+                     "train_img_s_last_epoch": log[-1]["images_per_s"],
+                     "model_only_img_s": model_only_throughput(cfg, classes, args.bench_steps, device),
+                     "peak_gpu_mem_gib": peak, "val_top1": result.final_val["top1"], "wall_s": wall,
+                     "model_dir": result.model_dir})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    report = evaluate(rows[0]["model_dir"], data, subsets=["lower:0-4", "upper:5-9"], gains=[1.0, 1.5, 2.0, 3.0],
+                      batch_size=args.batch_size, workers=args.workers, device=args.device, out=out / "eval_phl")
+    header = ("model", "params", f"train img/s (epoch {args.epochs}, end-to-end)", "model-only img/s",
+              "peak GPU mem (GiB)", "val top-1", "wall (s)")
+    table = markdown_table(header, ([r["model"], f"{r['params']:,}", f"{r['train_img_s_last_epoch']:.0f}",
+                                     f"{r['model_only_img_s']:.0f}",
+                                     cell(r["peak_gpu_mem_gib"], ".2f"),
+                                     f"{r['val_top1']:.1f}", f"{r['wall_s']:.0f}"] for r in rows), "lrrrrrr")
+    device_name = torch.cuda.get_device_name(device) if cuda else "CPU (functional check only)"
+    result = {
+        "device": device_name, "machine": machine(), "amp": args.amp, "batch_size": args.batch_size,
+        "train_images": args.train_per_class * len(classes.class_ids), "val_images": args.val_per_class * len(classes.class_ids),
+        "size": args.size, "epochs": args.epochs, "rows": rows, "table": table,
+        "phl_over_resnet50_model_only": rows[0]["model_only_img_s"] / rows[1]["model_only_img_s"],
+        "evaluation": report.to_dict()["subsets"], "evaluation_report": (out / "eval_phl" / "report.md").read_text(),
+    }
+    atomic_write_text(out / "gpu_train_check.md", render(result, args) + "\n")
+    write_json(args.json, result)
+    return result
+
+
+def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    head = (f"device: {result['device']} | torch {result['machine']['torch']} | amp {result['amp']} | batch "
+            f"{result['batch_size']} | {result['train_images']} train / {result['val_images']} val images, "
+            f"{result['size']} px, {result['epochs']} epochs")
+    ratio = f"PHL / ResNet50 model-only throughput ratio: {result['phl_over_resnet50_model_only']:.2f}"
+    return "\n".join([head, "", result["table"], "", ratio, "", result["evaluation_report"]])
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(get_args_parser(), main, argv, render)
+
+
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    sys.exit(cli())

@@ -2,109 +2,144 @@
 
 Measured side by side in one run through ``GuidedClassifier`` (preprocessed inputs, so image
 decoding is not part of it): median of ``--runs`` runs after a warm-up, per frame, at each batch
-size. Targets (issue 6): cutout latency <= full latency x (cutout GMAC ratio + 0.1); a new text cue
--> ready cutout in <= 50 ms.
+size, the modes timed interleaved (``benchmarks.common``). Targets (issue 6): cutout latency <= full
+latency x (cutout GMAC ratio + 0.1); a new text cue -> ready cutout in <= 50 ms.
 
     python -m benchmarks.pipeline --model DIR                 # a saved model (e.g. the default model)
     python -m benchmarks.pipeline --preset nhl_resnet50 --num-classes 1000
-
-(Run it with -m from the repository root: as a script, benchmarks/audio.py would shadow the audio package.)
+    python -m benchmarks.pipeline --model default --batches 1 --runs 1       # a quick check
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import itertools
+import sys
 import time
-from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from benchmarks.common import (
+    add_json_argument,
+    cell,
+    interleaved_timings,
+    machine,
+    machine_line,
+    markdown_table,
+    write_json,
+)
 from crossmodal import MODES, GuidedClassifier
 from vision import SeqParModel, load_seqpar
 from vision.presets import preset
+from xmcommon.cli import run_cli
 
 TEXT_CUES = ("meow", "a dog barking", "find the cat", "church bells", "a goldfish in a bowl", "the sound of a siren",
              "espresso machine", "crow", "sea waves", "car horn")
+CUTOUT_TARGET = 50.0  # ms from a new text cue to a ready cutout
+RATIO_SLACK = 0.1  # a cutout's latency may be its GMAC ratio + this of the full model's
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
-    """Median milliseconds of each function, timed in rotation (one warm-up each) so load drifts hit all alike."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Guided pipeline latency: cached cutouts vs the full model, "
+                                                 "cue -> guide, cutout builds.")
     parser.add_argument("--model", help="saved SeqPar model directory (or 'default')")
     parser.add_argument("--preset", default="nhl_resnet50", help="vision preset when no --model (random weights)")
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--cue", default="meow", help="text cue whose cutout is timed")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    add_json_argument(parser)
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    if args.runs < 1 or min(args.batches) < 1:
+        raise ValueError("--runs and --batches must be >= 1")
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = load_seqpar(args.model) if args.model else SeqParModel(preset(args.preset, num_classes=args.num_classes))
     clf = GuidedClassifier(model)
     name = args.model or f"{args.preset} ({args.num_classes} classes, random weights)"
-    print(f"model: {name}; torch {torch.__version__}, {torch.get_num_threads()} threads; CPU shared with other jobs")
 
     start = time.perf_counter()
     clf.cues.mapper  # noqa: B018 - load once, outside the timings
-    print(f"mapper load: {time.perf_counter() - start:.1f} s")
-    cue_ms = []
-    for text in TEXT_CUES:  # each text is new to the mapper: no query-embedding cache hit
+    mapper_load_s = time.perf_counter() - start
+    cue_rows = []
+    for text in TEXT_CUES:  # each text is new to the mapper: no query-embedding memo hit, so each is timed once
         start = time.perf_counter()
         guide = clf.guide(text=text)
-        cue_ms.append((text, 1e3 * (time.perf_counter() - start), len(guide.classes)))
+        cue_rows.append({"text": text, "ms": 1e3 * (time.perf_counter() - start), "classes": len(guide.classes)})
     guide = clf.guide(text=args.cue)
     _, fallback, classes = clf.resolve(guide, "cutout")
     if fallback:
-        raise SystemExit(f"cue {args.cue!r} gives no cutout on this model: {fallback}")
+        raise ValueError(f"--cue {args.cue!r} gives no cutout on this model: {fallback}")
 
-    build_ms, ready_ms = [], []
-    for i in range(args.runs):
-        clf.cutouts.clear()
-        start = time.perf_counter()
-        clf.cutouts.get(classes)
-        build_ms.append(1e3 * (time.perf_counter() - start))
-        clf.cutouts.clear()
-        text = f"{args.cue}" if i == 0 else f"{args.cue} {'!' * i}"  # a new text each time
-        start = time.perf_counter()
-        clf.cutouts.get(clf.resolve(clf.guide(text=text), "cutout")[2])
-        ready_ms.append(1e3 * (time.perf_counter() - start))
+    fresh = itertools.count(1)  # "meow !", "meow !!", ...: a new text for every call, never the memoised cue
+    cold = interleaved_timings({
+        "build": lambda: clf.cutouts.get(classes),
+        "ready": lambda: clf.cutouts.get(clf.resolve(clf.guide(text=f"{args.cue} {'!' * next(fresh)}"), "cutout")[2]),
+    }, args.runs, setup=clf.cutouts.clear)
     cut_cost = clf.cutouts.get(classes)[0].cost
-    ratio = cut_cost.macs / clf.full_cost.macs
+    gmac_ratio = cut_cost.macs / clf.full_cost.macs
 
-    print("\n| text cue | cue -> guide (ms) | classes |\n|---|---:|---:|")
-    for text, ms, n in cue_ms:
-        print(f"| {text} | {ms:.1f} | {n} |")
-    print(f"\ncue {args.cue!r}: {len(classes)} classes; cutout build (cutout + cost accounting) median "
-          f"{statistics.median(build_ms):.1f} ms; new text cue -> ready cutout median {statistics.median(ready_ms):.1f} ms "
-          f"(target <= 50 ms)")
-    print(f"GMACs per frame: full {clf.full_cost.macs / 1e9:.3f}, cutout {cut_cost.macs / 1e9:.3f} (ratio {ratio:.3f}); "
-          f"params: full {clf.full_cost.params / 1e6:.2f} M, cutout {cut_cost.params / 1e6:.2f} M\n")
-    print("| batch | mode | ms per frame | ratio to full | target ratio (GMAC ratio + 0.1) | met |")
-    print("|---:|---|---:|---:|---:|---|")
+    rows = []
     size = clf.preprocessor.image_size
     for batch in args.batches:
         x = torch.randn(batch, 3, size, size)
-        fns = {mode: (lambda m=mode: clf.predict_preprocessed(x, guide if m != "unguided" else None, m))
+        fns = {mode: (lambda m=mode, x=x: clf.predict_preprocessed(x, guide if m != "unguided" else None, m))
                for mode in MODES}
-        ms = {mode: value / batch for mode, value in interleaved_medians(fns, args.runs).items()}
+        ms = {mode: t.wall_ms / batch for mode, t in interleaved_timings(fns, args.runs).items()}
         for mode in MODES:
-            ratio_to_full = ms[mode] / ms["unguided"]
             cut = mode.startswith("cutout")
-            print(f"| {batch} | {mode}{' (cached)' if cut else ''} | {ms[mode]:.1f} | {ratio_to_full:.2f} | "
-                  f"{f'{ratio + 0.1:.2f}' if cut else ''} | {('yes' if ratio_to_full <= ratio + 0.1 else 'no') if cut else ''} |")
+            ratio = ms[mode] / ms["unguided"]
+            rows.append({"batch": batch, "mode": mode, "ms_per_frame": ms[mode], "ratio_to_full": ratio,
+                         "target_ratio": gmac_ratio + RATIO_SLACK if cut else None,
+                         "met": ratio <= gmac_ratio + RATIO_SLACK if cut else None})
+    result = {
+        "model": name, "machine": machine(), "runs": args.runs, "mapper_load_s": mapper_load_s, "cues": cue_rows,
+        "cue": args.cue, "cutout_classes": len(classes), "cutout_build_ms": cold["build"].wall_ms,
+        "new_cue_to_ready_cutout_ms": cold["ready"].wall_ms, "ready_target_ms": CUTOUT_TARGET,
+        "gmacs": {"full": clf.full_cost.macs / 1e9, "cutout": cut_cost.macs / 1e9}, "gmac_ratio": gmac_ratio,
+        "params": {"full": clf.full_cost.params, "cutout": cut_cost.params}, "rows": rows,
+        "tables": [_cue_table(cue_rows), _latency_table(rows)],
+    }
+    write_json(args.json, result)
+    return result
+
+
+def _cue_table(rows: list[dict[str, Any]]) -> str:
+    return markdown_table(("text cue", "cue -> guide (ms)", "classes"),
+                          ([r["text"], f"{r['ms']:.1f}", r["classes"]] for r in rows), "lrr")
+
+
+def _latency_table(rows: list[dict[str, Any]]) -> str:
+    def cells(r: dict[str, Any]) -> list[Any]:
+        cached = r["mode"].startswith("cutout")
+        met = None if r["met"] is None else ("yes" if r["met"] else "no")
+        return [r["batch"], r["mode"] + (" (cached)" if cached else ""), f"{r['ms_per_frame']:.1f}",
+                f"{r['ratio_to_full']:.2f}", cell(r["target_ratio"], ".2f"), met]
+
+    header = ("batch", "mode", "ms per frame", "ratio to full", f"target ratio (GMAC ratio + {RATIO_SLACK:g})", "met")
+    return markdown_table(header, map(cells, rows), "rlrrrl")
+
+
+def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    cues, latency = result["tables"]
+    g, p = result["gmacs"], result["params"]
+    cutout = (f"cue {result['cue']!r}: {result['cutout_classes']} classes; cutout build (cutout + cost accounting) "
+              f"median {result['cutout_build_ms']:.1f} ms; new text cue -> ready cutout median "
+              f"{result['new_cue_to_ready_cutout_ms']:.1f} ms (target <= {result['ready_target_ms']:g} ms)")
+    cost = (f"GMACs per frame: full {g['full']:.3f}, cutout {g['cutout']:.3f} (ratio {result['gmac_ratio']:.3f}); "
+            f"params: full {p['full'] / 1e6:.2f} M, cutout {p['cutout'] / 1e6:.2f} M")
+    return "\n".join([f"model: {result['model']}; {machine_line(result['machine'])}; CPU shared with other jobs",
+                      f"mapper load: {result['mapper_load_s']:.1f} s", "", cues, "", cutout, cost, "", latency])
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(get_args_parser(), main, argv, render)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

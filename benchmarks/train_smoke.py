@@ -1,11 +1,13 @@
 """Smoke proof on the CPU: train a tiny PHL on the synthetic 10-class set, then evaluate it.
 
-    python benchmarks/train_smoke.py --out /tmp/train_smoke          # a few minutes on 2 CPU cores
+    python -m benchmarks.train_smoke --out /tmp/train_smoke          # a few minutes on 2 CPU cores
+    python -m benchmarks.train_smoke --out /tmp/train_smoke_quick --train-per-class 16 --val-per-class 6 --epochs 2
 
-Generates the procedural shapes x colors x textures set, trains `configs/synthetic/phl_tiny.yaml`
-(ResNet18 trunk up to layer2, one small bottleneck branch per class; RandAugment, label
-smoothing, AdamW + warmup + cosine), then runs `vision.evaluate`: top-1, Table-2-style cutouts
-(lower 0-4 / upper 5-9) and the true-class gain sweep. Prints the epoch log and the report.
+Generates the procedural shapes x colors x textures set (``vision.data.synthetic``), trains
+``configs/synthetic/phl_tiny.yaml`` (ResNet18 trunk up to layer2, one small bottleneck branch per class;
+RandAugment, label smoothing, AdamW + warmup + cosine) with ``vision.training``, then runs
+``vision.eval.evaluate``: top-1, Table-2-style cutouts (lower 0-4 / upper 5-9) and the true-class gain
+sweep. Reports the epoch log and the evaluation; passes at a final val top-1 >= 90 %.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from vision.evaluate import evaluate  # noqa: E402
-from vision.synthetic import generate  # noqa: E402
-from vision.train import load_config, train  # noqa: E402
+from benchmarks.common import add_json_argument, machine, machine_line, markdown_table, write_json
+from vision.data.synthetic import generate
+from vision.eval import evaluate
+from vision.training import load_config, train
+from xmcommon.cli import run_cli
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "phl_tiny.yaml"
+TARGET_TOP1 = 90.0
 
 
 def smoke(out: Path, *, train_per_class: int, val_per_class: int, epochs: int, size: int = 32,
@@ -49,33 +53,46 @@ def smoke(out: Path, *, train_per_class: int, val_per_class: int, epochs: int, s
             "seconds": {"data": t_data, "train": t_train, "evaluate": t_eval}}
 
 
-def main(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    run = smoke(out, train_per_class=args.train_per_class, val_per_class=args.val_per_class, epochs=args.epochs)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads (shared CPU; timings are indicative)")
-    print("| epoch | train loss | train top-1 | val top-1 | images/s | epoch s |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in run["log"]:
-        print(f"| {r['epoch']} | {r['train_loss']:.3f} | {r['train_top1']:.1f} | {r['val_top1']:.1f} | "
-              f"{r['images_per_s']:.0f} | {r['epoch_time_s']:.1f} |")
-    s = run["seconds"]
-    print(f"\ndata {s['data']:.1f} s, training {s['train']:.1f} s, evaluation {s['evaluate']:.1f} s\n")
-    print((out / "eval" / "report.md").read_text())
-    final = run["result"].final_val["top1"]
-    print(f"final val top-1 {final:.2f} % ({'PASS' if final >= 90 else 'FAIL'}: target >= 90 %)")
-    return {"final_val_top1": final, "seconds": s, "report": run["report"].to_dict()}
-
-
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description="CPU smoke proof: train a tiny PHL on the synthetic set, then evaluate it.")
     p.add_argument("--out", default="runs/train_smoke")
     p.add_argument("--train-per-class", type=int, default=120)
     p.add_argument("--val-per-class", type=int, default=40)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    add_json_argument(p)
     return p
 
 
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    run = smoke(out, train_per_class=args.train_per_class, val_per_class=args.val_per_class, epochs=args.epochs)
+    final = run["result"].final_val["top1"]
+    rows = [{k: r[k] for k in ("epoch", "train_loss", "train_top1", "val_top1", "images_per_s", "epoch_time_s")}
+            for r in run["log"]]
+    table = markdown_table(("epoch", "train loss", "train top-1", "val top-1", "images/s", "epoch s"),
+                           ([r["epoch"], f"{r['train_loss']:.3f}", f"{r['train_top1']:.1f}", f"{r['val_top1']:.1f}",
+                             f"{r['images_per_s']:.0f}", f"{r['epoch_time_s']:.1f}"] for r in rows), "rrrrrr")
+    result = {"machine": machine(), "final_val_top1": final, "target_top1": TARGET_TOP1, "passed": final >= TARGET_TOP1,
+              "seconds": run["seconds"], "rows": rows, "table": table, "report": run["report"].to_dict(),
+              "evaluation_report": (out / "eval" / "report.md").read_text()}
+    write_json(args.json, result)
+    return result
+
+
+def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    s = result["seconds"]
+    verdict = (f"final val top-1 {result['final_val_top1']:.2f} % ({'PASS' if result['passed'] else 'FAIL'}: "
+               f"target >= {result['target_top1']:g} %)")
+    return "\n".join([f"{machine_line(result['machine'])} (shared CPU; timings are indicative)", "", result["table"], "",
+                      f"data {s['data']:.1f} s, training {s['train']:.1f} s, evaluation {s['evaluate']:.1f} s", "",
+                      result["evaluation_report"], verdict])
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(get_args_parser(), main, argv, render)
+
+
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    sys.exit(cli())
