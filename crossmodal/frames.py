@@ -1,8 +1,9 @@
 """Frames in every form a user or a robot has them -> the model's input tensor.
 
-Accepted frames: image file paths, PIL images, numpy ``HxWx3`` uint8 arrays (RGB, or BGR from
-OpenCV with ``bgr=True``) and torch ``3xHxW`` tensors (uint8, or float in [0, 1], rounded to 8 bit
-so that every form of the same picture gives the same input). Preprocessing is the model's own
+Accepted frames: image file paths, PIL images (any mode: 16-bit and float images are scaled to 8 bit,
+not saturated), numpy ``HxWx3`` uint8 arrays (RGB, or BGR from OpenCV with ``bgr=True``) and torch
+``3xHxW`` tensors (uint8, or float in [0, 1], rounded to 8 bit so that every form of the same picture
+gives the same input). Preprocessing is the model's own
 eval transform, ``vision.data.eval_transform(model.data_config())``: the same pipeline as every
 evaluation, from the same loader (``vision.data.load_rgb``) for files.
 """
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 
 from vision.data import eval_transform, load_rgb
+from vision.data.images import check_size, to_rgb
 
 Frame = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
@@ -29,7 +31,8 @@ def to_pil(frame: Frame, bgr: bool = False) -> Image.Image:
         return load_rgb(frame)
     if isinstance(frame, Image.Image):
         _no_bgr(bgr, "a PIL image")
-        return _check_pil(frame.convert("RGB"), "PIL image")
+        check_size(frame, "PIL image")
+        return to_rgb(frame, "PIL image")
     if isinstance(frame, np.ndarray):
         return Image.fromarray(_check_array(frame, bgr))
     if isinstance(frame, torch.Tensor):
@@ -81,12 +84,6 @@ class FramePreprocessor:
 def _no_bgr(bgr: bool, what: str) -> None:
     if bgr:
         raise ValueError(f"bgr=True applies to numpy frames (OpenCV), not to {what}")
-
-
-def _check_pil(image: Image.Image, what: str) -> Image.Image:
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"{what} is empty ({image.width}x{image.height} pixels)")
-    return image
 
 
 def _check_array(array: np.ndarray, bgr: bool) -> np.ndarray:

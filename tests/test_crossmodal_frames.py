@@ -130,3 +130,49 @@ def test_guide_validation_and_node_gains_added_by_a_model_tree():
     guide = Guide.for_classes([4, 5], 2.0).with_gains({"c": 2.0, 4: 9.0})
     assert guide.gains == ((4, 2.0), (5, 2.0), ("c", 2.0))  # a gain the guide has is kept
     assert Guide.abstain(["no match"]).to_dict()["explanation"].startswith("unguided (confident=False)")
+
+
+def _png_with_size(path, width: int, height: int) -> None:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+    path.write_bytes(bytes(data))
+
+
+def test_high_bit_depth_images_are_scaled_not_saturated(pre, tmp_path):
+    """A 16-bit grayscale photo gives the input of its 8-bit copy (Pillow alone saturates it to white)."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    gray8 = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    gray16 = gray8.astype(np.uint16) * 257  # the same picture with 16 bits per pixel
+    Image.fromarray(gray16).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    expected = pre([np.repeat(gray8[:, :, None], 3, 2)])
+    assert torch.equal(pre([tmp_path / "g16.png"]), expected)
+    assert torch.equal(pre([Image.open(tmp_path / "g16.png")]), expected)
+    assert torch.equal(pre([Image.fromarray(gray16.astype(np.int32)).convert("I")]), expected)
+    assert torch.equal(pre([Image.fromarray(gray8.astype(np.float32) / 255, mode="F")]), expected)
+    rgb8 = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb16.tif", rgb8.astype(np.uint16) * 257)  # 48-bit RGB
+    assert torch.equal(pre([tmp_path / "rgb16.tif"]), pre([rgb8]))
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path):
+    from vision.data.images import MAX_IMAGE_PIXELS
+
+    bomb = tmp_path / "bomb.png"
+    _png_with_size(bomb, 30_000, 30_000)  # 900 MP claimed in a 70-byte file
+    assert bomb.stat().st_size < 200
+    with pytest.raises(ValueError, match=f"bomb.png.* (more than the limit of {MAX_IMAGE_PIXELS:,}|too large)"):
+        to_pil(bomb)
+    big = tmp_path / "big.png"
+    _png_with_size(big, 10_000, 9_000)  # above the limit, below Pillow's own error threshold
+    with pytest.raises(ValueError, match="big.png"):
+        to_pil(big)
