@@ -167,14 +167,15 @@ def test_gains_work_on_cutouts_and_agree_with_the_full_model():
         torch.testing.assert_close(sub(X, gains=gains), model(X, gains=gains)[:, [4, 5, 0]], atol=1e-5, rtol=1e-5)
 
 
-def test_enhancing_and_inhibiting_move_the_cued_logit_apart():
+def test_a_leaf_without_blocks_gains_odds_exactly():
+    """A leaf with no blocks has no feature maps: its gain g multiplies its odds by g (adds log g), 0 silences it."""
     model = tiny_model(tree=None, num_classes=4, branch_channels=(8,), branch_depth=(0,))
     with torch.no_grad():
-        base = model(X)[:, 1]
-        bias = model.levels[0].head.bias[1]
-        silenced = model(X, gains={1: 0.0})[:, 1]
-        assert torch.allclose(silenced, bias.expand_as(silenced))  # gain 0 silences the branch's features
-        assert torch.allclose(model(X, gains={1: 2.0})[:, 1] - bias, 2 * (base - bias), atol=1e-5)
+        base = model(X)
+        assert torch.equal(model(X, gains={1: 2.0})[:, 1], base[:, 1] + torch.log(torch.tensor(2.0)))
+        assert torch.equal(model(X, gains={1: 0.5})[:, [0, 2, 3]], base[:, [0, 2, 3]])  # other classes untouched
+        assert torch.all(model(X, gains={1: 0.0})[:, 1] == float("-inf"))
+        assert torch.softmax(model(X, gains={1: 0.0}), 1)[:, 1].eq(0).all()
 
 
 @pytest.mark.parametrize("gains, message", [

@@ -56,13 +56,11 @@ class BranchLevel(nn.Module):
 
     def forward(self, parent: torch.Tensor, gain: torch.Tensor | None = None,
                 attention_block: int = 0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``parent``: the previous level's features. Returns (features, leaf logits)."""
-        if not self.blocks:
+        """``parent``: the previous level's features; ``gain`` ``(B or 1, G)`` multiplies each branch's feature
+        maps at block ``attention_block`` (ignored without blocks). Returns (features, leaf logits)."""
+        if not self.blocks:  # no feature maps of its own: its gains act on the logits only (see attend)
             pooled = self._gather(parent.mean((2, 3)).unsqueeze(-1).unsqueeze(-1)).flatten(1)
-            pooled = pooled.view(pooled.shape[0], self.groups, -1)
-            if gain is not None:
-                pooled = pooled * gain.to(pooled.dtype).unsqueeze(-1)
-            return None, self._logits(pooled)
+            return None, self._logits(pooled.view(pooled.shape[0], self.groups, -1))
         x = parent if self.shared_input else self._gather(parent)
         for i, block in enumerate(self.blocks):
             x = block(x, shared=self.shared_input and i == 0, gain=gain if i == attention_block else None)
@@ -113,6 +111,13 @@ class SeqParModel(nn.Module):
             position[torch.tensor(order, device="cpu")] = torch.arange(len(order), device="cpu")
             self.register_buffer("output_order", position, persistent=False)
             self._class_position = {cid: i for i, cid in enumerate(config.class_ids)}
+            # (levels, classes): the position of each class's ancestor (or leaf) at each level, -1 below its leaf
+            path_nodes = torch.full((len(self.hierarchy.levels), config.num_classes), -1, dtype=torch.long,
+                                    device="cpu")
+            for c in range(config.num_classes):
+                for depth, pos in self.hierarchy.path(*self.hierarchy.leaf_position(c)):
+                    path_nodes[depth, c] = pos
+            self.register_buffer("path_nodes", path_nodes, persistent=False)
             self._shares_trunk = False  # set by cutout(share_trunk=True): an inference-only view of another trunk
             if config.freeze_trunk:
                 self.trunk.requires_grad_(False)
@@ -123,13 +128,48 @@ class SeqParModel(nn.Module):
         return self.forward_branches(self.trunk(x), level_gains)
 
     def forward_branches(self, features: torch.Tensor, level_gains: list[torch.Tensor | None]) -> torch.Tensor:
-        """Run the branch levels on trunk features; ``level_gains`` from :meth:`level_gains`."""
+        """The (attended) logits from trunk features; ``level_gains`` from :meth:`level_gains`."""
+        return self.attend_branches(features, level_gains)[0]
+
+    def attend_branches(self, features: torch.Tensor,
+                        level_gains: list[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(attended logits, plain logits) from trunk features.
+
+        Top-down attention, for a class whose tree path (its leaf and ancestors) has gains with product
+        ``G``: the paper's feature-map gain runs in every branch with blocks, and the attended logit keeps
+        its effect only in the gain's direction, then adds ``log G``::
+
+            z_att = max(z_feature_gain, z_plain) + log G   (G > 1; min(...) for G < 1; z_plain for G = 1)
+
+        so a gain > 1 multiplies the class's odds against every other class by at least ``G`` (< 1 divides
+        them), 0 silences it, and a gain of 1 is an exact identity.
+        """
+        plain = self._run_levels(features, [None] * len(self.levels))
+        if all(g is None for g in level_gains):
+            return plain, plain
+        in_blocks = [g if level.blocks else None for g, level in zip(level_gains, self.levels)]
+        gained = self._run_levels(features, in_blocks) if any(g is not None for g in in_blocks) else None
+        return attended_logits(gained, plain, self.path_gains(level_gains)), plain
+
+    def _run_levels(self, features: torch.Tensor, level_gains: list[torch.Tensor | None]) -> torch.Tensor:
         logits = []
         for level, gain in zip(self.levels, level_gains):
             features, leaf_logits = level(features, gain, self.config.attention_block)
             if leaf_logits is not None:
                 logits.append(leaf_logits)
         return torch.cat(logits, 1).index_select(1, self.output_order)
+
+    def path_gains(self, level_gains: list[torch.Tensor | None]) -> torch.Tensor:
+        """Per class (output order), the product of the gains on its tree path: ``(B or 1, num_classes)``."""
+        path = torch.ones(1, self.config.num_classes, device=self.output_order.device)
+        for depth, gain in enumerate(level_gains):
+            if gain is not None:
+                index = self.path_nodes[depth]
+                below = index >= 0
+                factor = torch.ones(gain.shape[0], self.config.num_classes, device=gain.device)
+                factor[:, below] = gain.float()[:, index[below]]
+                path = path * factor
+        return path
 
     def train(self, mode: bool = True) -> SeqParModel:
         if self._shares_trunk:
@@ -302,6 +342,15 @@ class SeqParModel(nn.Module):
         from .io import load_seqpar
 
         return load_seqpar(directory, map_location)
+
+
+def attended_logits(gained: torch.Tensor | None, plain: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
+    """Combine logits with and without the feature-map gains (``gained``: ``None`` when no branch with
+    blocks had a gain) for path gains ``path`` (see :meth:`SeqParModel.attend_branches`)."""
+    if gained is not None:
+        along = torch.where(path > 1, torch.maximum(gained, plain), torch.minimum(gained, plain))
+        plain = torch.where(path == 1, plain, along)
+    return plain + torch.log(path).to(plain.dtype)
 
 
 def build_on_meta(config: SeqParConfig, trunk: nn.Module | None = None) -> SeqParModel:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model import Gains, SeqParModel
+from ..model import Gains, SeqParModel, attended_logits
 
 
 class BranchLoop(nn.Module):
@@ -31,7 +31,18 @@ class BranchLoop(nn.Module):
     def forward(self, x: torch.Tensor, gains: Gains = None) -> torch.Tensor:
         model = self.model
         level_gains = model.level_gains(gains, x.shape[0])
-        parents = [model.trunk(x)]
+        features = model.trunk(x)
+        plain = self._loop(features, [None] * len(level_gains))
+        if all(g is None for g in level_gains):
+            return plain
+        in_blocks = [g if self.branches[d][0] and len(self.branches[d][0]) else None for d, g in enumerate(level_gains)]
+        gained = self._loop(features, in_blocks) if any(g is not None for g in in_blocks) else None
+        return attended_logits(gained, plain, self._path_gains(level_gains, x.shape[0]))
+
+    def _loop(self, trunk_features: torch.Tensor, level_gains: list[torch.Tensor | None]) -> torch.Tensor:
+        """Every branch on its own, one after another; feature-map gains at each branch's attention block."""
+        model = self.model
+        parents = [trunk_features]
         logits: dict[int, torch.Tensor] = {}
         for depth, nodes in enumerate(model.hierarchy.levels):
             gain = level_gains[depth]
@@ -39,14 +50,22 @@ class BranchLoop(nn.Module):
             for g, node in enumerate(nodes):
                 h = parents[max(node.parent, 0)]
                 node_gain = None if gain is None else gain[:, g : g + 1]
-                blocks = self.branches[depth][g]
-                for i, block in enumerate(blocks):
+                for i, block in enumerate(self.branches[depth][g]):
                     h = block(h, gain=node_gain if i == model.config.attention_block else None)
                 features.append(h)
                 if node.is_leaf:
-                    pooled = h.mean((2, 3)).unsqueeze(1)
-                    if not blocks and node_gain is not None:
-                        pooled = pooled * node_gain.unsqueeze(-1)
-                    logits[node.class_index] = self.heads[depth][str(g)](pooled)[:, 0]
+                    logits[node.class_index] = self.heads[depth][str(g)](h.mean((2, 3)).unsqueeze(1))[:, 0]
             parents = features
         return torch.stack([logits[c] for c in range(model.config.num_classes)], 1)
+
+    def _path_gains(self, level_gains: list[torch.Tensor | None], batch: int) -> torch.Tensor:
+        """The product of the gains on each class's tree path, walked node by node."""
+        hierarchy = self.model.hierarchy
+        columns = []
+        for c in range(self.model.config.num_classes):
+            product = torch.ones(batch)
+            for depth, pos in hierarchy.path(*hierarchy.leaf_position(c)):
+                if level_gains[depth] is not None:
+                    product = product * level_gains[depth][:, pos].float().cpu()
+            columns.append(product)
+        return torch.stack(columns, 1)
