@@ -2,16 +2,21 @@
 
 Modes (paper): ``unguided`` (the full model), ``attend`` (the full model with top-down gains on the
 cued classes' branches), ``cutout`` (only the trunk and the cued classes' branches; softmax over
-the kept classes, Eq. 3) and ``cutout+attend`` (both). A guide that is not confident, or whose
-classes this model does not have, falls back to ``unguided`` and the result says why.
+the kept classes, Eq. 3), ``cutout+attend`` (both) and ``mask`` (the full model, softmax over the
+guide's classes only: the baseline a cutout matches at lower cost). A guide that is not confident, or
+whose classes this model does not have, falls back to ``unguided`` and the result says why; with
+``min_agreement``, so does every image whose cue agreement is lower (the image does not support the cue).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,6 +29,11 @@ from vision.data.imagenet import imagenet_description
 from .cutouts import CutoutCache
 from .frames import Frame, FramePreprocessor, split_batch
 from .result import MODES, GuidedResult, Prediction, RunCost, Timings
+from .scoring import Scorer
+
+
+class NonFiniteOutputError(ValueError):
+    """The model produced NaN or infinite scores: its weights or the input are broken."""
 
 
 class GuidedClassifier:
@@ -33,21 +43,26 @@ class GuidedClassifier:
     node at that level, as calibrated by ``crossmodal.calibrate``; by default it is the model's
     ``config.calibration.level_gains``. Guides are arguments, never state: one classifier serves any
     number of threads and cues at once. ``cues`` (a :class:`crossmodal.cues.CueGuides`) makes guides
-    from text and sound; by default one is made for this model on first use.
+    from text and sound; by default one is made for this model on first use. ``min_agreement``
+    (opt-in) makes every guided mode fall back to unguided for an image whose cue agreement is
+    lower. Temperatures and the agreement map come from ``config.calibration`` (``crossmodal.calibrate``).
     """
 
-    def __init__(self, model: SeqParModel, *, cache_size: int = 32,
-                 level_gains: Sequence[float | None] | None = None, cues: Any = None):
+    def __init__(self, model: SeqParModel, *, cache_size: int = 32, cache_bytes: int | None = None,
+                 level_gains: Sequence[float | None] | None = None, min_agreement: float | None = None,
+                 cues: Any = None):
         self.model = model.eval()
         self._cues = cues
         self._cues_lock = threading.Lock()
         self.preprocessor = FramePreprocessor.for_model(model)
-        self.cutouts = CutoutCache(model, cache_size)
+        self.cutouts = CutoutCache(model, cache_size, cache_bytes)
         self.full_cost = self.cutouts.costs.cost(model)
         self.class_names = _class_names(model)
+        self.scorer = Scorer.from_calibration(model.config.calibration)
         if level_gains is None:
             level_gains = model.config.calibration.level_gains
         self.level_gains = _check_level_gains(level_gains, len(model.levels))
+        self.min_agreement = _check_min_agreement(min_agreement)
         self._levels = {cid: model.hierarchy.leaf_position(i)[0] for i, cid in enumerate(model.class_ids)}
         self._levels.update({name: model.hierarchy.node_position(name)[0] for name in model.hierarchy.node_names})
 
@@ -99,47 +114,52 @@ class GuidedClassifier:
 
     # ---------------------------------------------------------------- predict
     def predict(self, frame: Frame, guide: Guide | None = None, mode: str = "cutout+attend", top_k: int = 5,
-                bgr: bool = False, level_gains: Sequence[float | None] | None = None) -> GuidedResult:
+                bgr: bool = False, level_gains: Sequence[float | None] | None = None,
+                min_agreement: float | None = None) -> GuidedResult:
         """Classify one frame (path, PIL image, numpy HxWx3 uint8, torch 3xHxW)."""
         if isinstance(frame, (list, tuple)) or getattr(frame, "ndim", 3) == 4:
             raise ValueError("predict takes one frame; use predict_batch for a batch of frames")
-        return self.predict_batch([frame], guide, mode, top_k, bgr, level_gains)[0]
+        return self.predict_batch([frame], guide, mode, top_k, bgr, level_gains, min_agreement)[0]
 
     def predict_batch(self, frames: Sequence[Frame] | Any, guide: Guide | None = None, mode: str = "cutout+attend",
-                      top_k: int = 5, bgr: bool = False,
-                      level_gains: Sequence[float | None] | None = None) -> list[GuidedResult]:
+                      top_k: int = 5, bgr: bool = False, level_gains: Sequence[float | None] | None = None,
+                      min_agreement: float | None = None) -> list[GuidedResult]:
         """Classify a batch (list of frames, numpy BxHxWx3 uint8 or torch Bx3xHxW) with one guide."""
-        _check_args(mode, top_k, guide)
+        top_k = _check_args(mode, top_k, guide)
         start = time.perf_counter()
         inputs = self.preprocessor(split_batch(frames), bgr)
         preprocess_ms = 1e3 * (time.perf_counter() - start)
-        return self._run(inputs, guide, mode, top_k, preprocess_ms, level_gains)
+        return self._run(inputs, guide, mode, top_k, preprocess_ms, level_gains, min_agreement)
 
     def predict_preprocessed(self, inputs: torch.Tensor, guide: Guide | None = None, mode: str = "cutout+attend",
-                             top_k: int = 5,
-                             level_gains: Sequence[float | None] | None = None) -> list[GuidedResult]:
+                             top_k: int = 5, level_gains: Sequence[float | None] | None = None,
+                             min_agreement: float | None = None) -> list[GuidedResult]:
         """Classify inputs already made by ``self.preprocessor`` (``(B, 3, S, S)``)."""
-        _check_args(mode, top_k, guide)
+        top_k = _check_args(mode, top_k, guide)
         size = self.preprocessor.image_size
         if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or tuple(inputs.shape[1:]) != (3, size, size):
             raise ValueError(f"preprocessed inputs must be a (B, 3, {size}, {size}) tensor, "
                              f"got {getattr(inputs, 'shape', type(inputs).__name__)}")
-        return self._run(inputs, guide, mode, top_k, 0.0, level_gains)
+        return self._run(inputs, guide, mode, top_k, 0.0, level_gains, min_agreement)
 
     @torch.inference_mode()
     def trunk_features(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The shared trunk's output for preprocessed inputs: the same for every mode, guide and gain."""
-        return self.model.trunk(inputs.to(self.device))
+        """The shared trunk's output for preprocessed inputs: the same for every mode, guide and gain.
+
+        Inputs follow the model: its device and floating dtype (e.g. after ``clf.model.half()``)."""
+        weight = next(self.model.trunk.parameters())
+        return self.model.trunk(inputs.to(device=weight.device, dtype=weight.dtype))
 
     def predict_features(self, features: torch.Tensor, guide: Guide | None = None, mode: str = "cutout+attend",
                          top_k: int = 5, level_gains: Sequence[float | None] | None = None,
-                         timings: tuple[float, float] = (0.0, 0.0)) -> list[GuidedResult]:
+                         timings: tuple[float, float] = (0.0, 0.0),
+                         min_agreement: float | None = None) -> list[GuidedResult]:
         """Classify from :meth:`trunk_features` (compare modes or gains without rerunning the trunk).
 
         ``timings`` are the (preprocess, trunk) milliseconds to report with the results.
         """
-        _check_args(mode, top_k, guide)
-        return self._branches(features, guide, mode, top_k, level_gains, timings)
+        top_k = _check_args(mode, top_k, guide)
+        return self._branches(features, guide, mode, top_k, level_gains, timings, min_agreement)
 
     # --------------------------------------------------------------- internals
     def resolve(self, guide: Guide | None, mode: str) -> tuple[str, str | None, tuple[int, ...]]:
@@ -168,16 +188,18 @@ class GuidedClassifier:
         return out
 
     def _run(self, inputs: torch.Tensor, guide: Guide | None, mode: str, top_k: int, preprocess_ms: float,
-             level_gains: Sequence[float | None] | None) -> list[GuidedResult]:
+             level_gains: Sequence[float | None] | None, min_agreement: float | None) -> list[GuidedResult]:
         start = time.perf_counter()
         features = self.trunk_features(inputs)
         trunk_ms = 1e3 * (time.perf_counter() - start)
-        return self._branches(features, guide, mode, top_k, level_gains, (preprocess_ms, trunk_ms))
+        return self._branches(features, guide, mode, top_k, level_gains, (preprocess_ms, trunk_ms), min_agreement)
 
     @torch.inference_mode()
     def _branches(self, features: torch.Tensor, guide: Guide | None, mode: str, top_k: int,
-                  level_gains: Sequence[float | None] | None, timings: tuple[float, float]) -> list[GuidedResult]:
+                  level_gains: Sequence[float | None] | None, timings: tuple[float, float],
+                  min_agreement: float | None) -> list[GuidedResult]:
         ran, fallback, classes = self.resolve(guide, mode)
+        threshold = self.min_agreement if min_agreement is None else _check_min_agreement(min_agreement)
         start = time.perf_counter()
         net, cost, cached = self.model, self.full_cost, None
         if ran.startswith("cutout"):
@@ -191,30 +213,87 @@ class GuidedClassifier:
                 ran = "cutout" if ran == "cutout+attend" else "unguided"
                 fallback = "no gain key of the guide is known to this model"
         start = time.perf_counter()
-        logits = net.forward_branches(features, net.level_gains(gains or None, features.shape[0]))
-        probs = torch.softmax(logits.float(), dim=1)
-        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        branches_ms = 1e3 * (time.perf_counter() - start)
+        attended, plain = net.attend_branches(features, net.level_gains(gains or None, features.shape[0]))
         run_cost = RunCost(cost.params, cost.macs, self.full_cost.params, self.full_cost.macs)
+        ids, agreement = net.class_ids, None
+        if ran != "unguided":
+            cued = [net.class_ids.index(c) for c in classes]
+            agreement = self.scorer.agreement(plain[:, cued])
+            if ran == "mask":
+                attended, ids = attended[:, cued], classes
+        outcomes = [_Outcome(ran, fallback, ids, p, run_cost, None if agreement is None else float(agreement[i]))
+                    for i, p in enumerate(self.scorer.probabilities(ran, attended, agreement))]
+        if threshold is not None and agreement is not None:
+            self._fall_back_below(threshold, outcomes, features, plain if net is self.model else None)
+        branches_ms = 1e3 * (time.perf_counter() - start)
         times = Timings(timings[0], timings[1], select_ms, branches_ms)
-        ids = net.class_ids
         applied = tuple(gains.items())
-        return [
-            GuidedResult(
-                tuple(Prediction(ids[i], self.class_names[ids[i]], p) for i, p in zip(row_i.tolist(), row_p.tolist())),
-                ran, mode, fallback, run_cost, guide, applied, times, cached,
-            )
-            for row_p, row_i in zip(values, indices)
-        ]
+        return [o.result(mode, guide, applied, times, cached, top_k, self.class_names) for o in outcomes]
+
+    def _fall_back_below(self, threshold: float, outcomes: list[_Outcome], features: torch.Tensor,
+                         full_logits: torch.Tensor | None) -> None:
+        """Replace (in place) the outcomes whose cue agreement is below ``threshold`` by the unguided model's.
+
+        ``full_logits``: the full model's plain logits when they were computed already (attend, mask);
+        after a cutout the full model's branches run on the low-agreement images, at their cost.
+        """
+        low = [i for i, o in enumerate(outcomes) if o.agreement < threshold]
+        if not low:
+            return
+        full = self.full_cost
+        if full_logits is None:
+            full_logits = self.model.forward_branches(features[low], [None] * len(self.model.levels))
+            spent = outcomes[low[0]].cost.macs - self.cutouts.costs.trunk_macs  # the cutout's branches ran too
+        else:
+            full_logits, spent = full_logits[low], 0
+        cost = RunCost(full.params, full.macs + spent, full.params, full.macs)
+        for i, probs in zip(low, self.scorer.probabilities("unguided", full_logits, None)):
+            reason = f"the image does not support the cue (agreement {outcomes[i].agreement:.2f} < {threshold:.2f})"
+            outcomes[i] = _Outcome("unguided", reason, self.model.class_ids, probs, cost, outcomes[i].agreement)
 
 
-def _check_args(mode: str, top_k: int, guide: Any) -> None:
+@dataclass
+class _Outcome:
+    """One image's outcome, before it becomes a :class:`GuidedResult`."""
+
+    mode: str
+    fallback: str | None
+    ids: Sequence[int]
+    probs: torch.Tensor
+    cost: RunCost
+    agreement: float | None
+
+    def result(self, requested: str, guide: Guide | None, gains: tuple, times: Timings, cached: bool | None,
+               top_k: int, names: dict[int, str]) -> GuidedResult:
+        if not torch.isfinite(self.probs).all():
+            raise NonFiniteOutputError("the model produced NaN or infinite scores for this input: its weights or "
+                                       "the input are broken (or a gain of 0 silenced every class)")
+        values, indices = self.probs.topk(min(top_k, self.probs.shape[0]))
+        predictions = tuple(Prediction(self.ids[i], names[self.ids[i]], p)
+                            for i, p in zip(indices.tolist(), values.tolist()))
+        return GuidedResult(predictions, self.mode, requested, self.fallback, self.cost, guide,
+                            gains if self.mode != "unguided" else (), times,
+                            cached if self.mode.startswith("cutout") else None, self.agreement)
+
+
+def _check_args(mode: str, top_k: int, guide: Any) -> int:
+    """Validate the common arguments; returns ``top_k`` as an int (numpy integers are accepted)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     if guide is not None and not isinstance(guide, Guide):
         raise ValueError(f"guide must be a crossmodal.Guide or None, got {type(guide).__name__}")
+    return int(top_k)
+
+
+def _check_min_agreement(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) <= 1 \
+            or math.isnan(float(value)):
+        raise ValueError(f"min_agreement must be a probability in [0, 1] or None, got {value!r}")
+    return float(value)
 
 
 def _check_level_gains(values: Sequence[float | None] | None, levels: int) -> tuple[float | None, ...] | None:

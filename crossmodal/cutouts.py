@@ -7,6 +7,7 @@ rebuilt from the model on its next use.
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from collections import OrderedDict, deque
@@ -37,6 +38,7 @@ class CachedCutout:
     cost: Cost
     build_seconds: float
     placement: Placement  # the parent's when the cutout was built
+    nbytes: int  # memory of its own weights and buffers (the shared trunk excluded)
 
 
 @dataclass(frozen=True)
@@ -45,25 +47,39 @@ class CacheStats:
     misses: int
     size: int
     max_size: int
+    nbytes: int
+    max_bytes: int
     build_seconds: tuple[float, ...]
 
     def to_dict(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "size": self.size, "max_size": self.max_size,
-                "build_seconds": list(self.build_seconds)}
+                "nbytes": self.nbytes, "max_bytes": self.max_bytes, "build_seconds": list(self.build_seconds)}
+
+
+DEFAULT_MAX_BYTES = 512 * 2**20
+
+
+def own_bytes(cutout: SeqParModel) -> int:
+    """Bytes of a shared-trunk cutout's own tensors: its branch levels and index buffers."""
+    return sum(t.numel() * t.element_size() for t in (*cutout.levels.parameters(), *cutout.levels.buffers(),
+                                                      cutout.output_order, cutout.path_nodes))
 
 
 class CutoutCache:
     """``get(classes)`` returns the cutout for that subset, building it once (other threads wait for it).
 
     Cutouts share the model's trunk (``share_trunk=True``: an inference-only view), so a cached cutout
-    costs only its branches' memory. The least recently used subset is dropped beyond ``max_size``.
+    costs only its branches' memory. The least recently used subsets are dropped beyond ``max_size``
+    cutouts or ``max_bytes`` of their weights (default 512 MiB; the newest cutout always stays).
     """
 
-    def __init__(self, model: SeqParModel, max_size: int = 32):
-        if max_size < 1:
-            raise ValueError(f"max_size must be >= 1, got {max_size}")
+    def __init__(self, model: SeqParModel, max_size: int = 32, max_bytes: int | None = None):
+        for name, value in (("max_size", max_size), ("max_bytes", max_bytes)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.model = model
-        self.max_size = max_size
+        self.max_size = int(max_size)
+        self.max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else int(max_bytes)
         self.costs = BranchCosts.of(model)
         self._entries: OrderedDict[tuple[int, ...], Future] = OrderedDict()
         self._lock = threading.Lock()
@@ -100,9 +116,14 @@ class CutoutCache:
             raise
         future.set_result(entry)
         with self._lock:  # evict only after a successful build: a bad request never drops a good cutout
-            while len(self._entries) > self.max_size:
-                self._entries.popitem(last=False)
+            while len(self._entries) > 1 and (len(self._entries) > self.max_size or self._nbytes() > self.max_bytes):
+                oldest = next(iter(self._entries))
+                self._entries.pop(key if oldest == key else oldest)  # the newest stays
         return entry, False
+
+    def _nbytes(self) -> int:
+        """Bytes held by the built entries (call with the lock held)."""
+        return sum(f.result().nbytes for f in self._entries.values() if f.done() and f.exception() is None)
 
     def _build(self, key: tuple[int, ...]) -> CachedCutout:
         start = time.perf_counter()
@@ -112,11 +133,12 @@ class CutoutCache:
         seconds = time.perf_counter() - start
         with self._lock:
             self._build_seconds.append(seconds)
-        return CachedCutout(key, cutout, cost, seconds, where)
+        return CachedCutout(key, cutout, cost, seconds, where, own_bytes(cutout))
 
     def stats(self) -> CacheStats:
         with self._lock:
-            return CacheStats(self._hits, self._misses, len(self._entries), self.max_size, tuple(self._build_seconds))
+            return CacheStats(self._hits, self._misses, len(self._entries), self.max_size, self._nbytes(),
+                              self.max_bytes, tuple(self._build_seconds))
 
     def clear(self) -> None:
         with self._lock:

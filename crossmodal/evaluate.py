@@ -17,7 +17,8 @@ from vision.data import list_labelled_images
 from xmcommon.cli import run_cli
 
 from .classifier import GuidedClassifier
-from .evaluation import CUE_KINDS, build_items, evaluate, write_outputs
+from .evaluation import CUE_KINDS, build_items, evaluate
+from .report import write_outputs
 from .result import MODES
 
 
@@ -32,6 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio-model", default=None, help="audio tagger for audio cues in the CSV")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
     parser.add_argument("--gain-sweep", default="", help="gains to sweep on all levels, e.g. '1,1.5,2,3,4'")
+    parser.add_argument("--min-agreement", type=float, default=None,
+                        help="fall back to unguided for images whose cue agreement is lower (e.g. 0.5)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="eval_out", help="output folder")
@@ -49,10 +52,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     clf = GuidedClassifier.from_pretrained(args.model, audio_model=args.audio_model)
     items = build_items(images, cue_csv=args.cues, cue_from_label=args.cue_from_label,
                         wrong_cue_rate=args.wrong_cue_rate, seed=args.seed, classes=clf.model.class_ids)
-    report = evaluate(clf, items, modes=modes, gain_sweep=sweep, progress=not args.no_progress)
+    report = evaluate(clf, items, modes=modes, gain_sweep=sweep, min_agreement=args.min_agreement,
+                      progress=not args.no_progress)
     cue_desc = args.cues or (f"label {args.cue_from_label}" if args.cue_from_label else "none")
+    policy = "" if args.min_agreement is None else f", fallback below cue agreement {args.min_agreement:g}"
     title = (f"Guided evaluation: {args.images} ({len(items)} images), model {args.model}, cues: {cue_desc}, "
-             f"wrong-cue rate {args.wrong_cue_rate:g}")
+             f"wrong-cue rate {args.wrong_cue_rate:g}{policy}")
     return {"title": title, "outputs": write_outputs(report, args.out, title), **report.to_dict()}
 
 

@@ -11,7 +11,6 @@ and the fallback rate. Writes report.md, summary.json, per_image.csv, per_class.
 from __future__ import annotations
 
 import csv
-import io
 import random
 import statistics
 import time
@@ -26,14 +25,13 @@ from tqdm import tqdm
 
 from mappings import Guide
 from vision.data import LabelledImage
-from vision.eval.metrics import hits_at_k, per_class_accuracy
-from xmcommon.cli import to_json
-from xmcommon.files import atomic_write, atomic_write_text
+from vision.eval.metrics import auroc, calibration, hits_at_k, per_class_accuracy
 
 from .classifier import GuidedClassifier
 from .result import MODES
 
 CUE_KINDS = ("class", "superclass")
+CALIBRATION_BINS = 15
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
@@ -122,8 +120,13 @@ def build_items(images: Sequence[LabelledImage], *, cue_csv: str | Path | None =
 
 
 def evaluate(clf: GuidedClassifier, items: Sequence[EvalItem], *, modes: Sequence[str] = MODES,
-             gain_sweep: Sequence[float] = (), progress: bool = True) -> EvalReport:
-    """Run every mode on every item (shared trunk features) and aggregate."""
+             gain_sweep: Sequence[float] = (), min_agreement: float | None = None,
+             progress: bool = True) -> EvalReport:
+    """Run every mode on every item (shared trunk features) and aggregate.
+
+    ``min_agreement`` is the classifier's opt-in policy: guided modes fall back to unguided for images whose
+    cue agreement is lower.
+    """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"modes must be a non-empty subset of {MODES}, got {list(modes)}")
@@ -153,7 +156,8 @@ def evaluate(clf: GuidedClassifier, items: Sequence[EvalItem], *, modes: Sequenc
         features = clf.trunk_features(inputs)
         trunk_ms = 1e3 * (time.perf_counter() - start)
         for mode in modes:
-            result = clf.predict_features(features, guide, mode, top_k=5, timings=(preprocess_ms, trunk_ms))[0]
+            result = clf.predict_features(features, guide, mode, top_k=5, timings=(preprocess_ms, trunk_ms),
+                                          min_agreement=min_agreement)[0]
             ids = [p.class_id for p in result.predictions]
             ranked = torch.tensor([ids])
             label = torch.tensor([item.image.class_id])
@@ -161,6 +165,8 @@ def evaluate(clf: GuidedClassifier, items: Sequence[EvalItem], *, modes: Sequenc
                 "image": item.image.path.name, "class_id": item.image.class_id, "cue": item.cue or "",
                 "wrong_cue": item.wrong_cue, "mode": mode, "ran": result.mode, "fallback": result.fallback or "",
                 "pred": ids[0], "top1": bool(hits_at_k(ranked, label, 1)), "top5": bool(hits_at_k(ranked, label, 5)),
+                "confidence": result.top1.prob,
+                "cue_agreement": "" if result.cue_agreement is None else result.cue_agreement,
                 "params": result.cost.params, "gmacs": result.cost.gmacs,
                 "latency_ms": trunk_ms + result.timings.branches_ms, "select_ms": result.timings.select_ms,
                 "preprocess_ms": preprocess_ms,
@@ -181,8 +187,19 @@ def evaluate(clf: GuidedClassifier, items: Sequence[EvalItem], *, modes: Sequenc
         "cutout_cache": {k: v for k, v in clf.cutouts.stats().to_dict().items() if k != "build_seconds"},
         "mean_cutout_build_ms": 1e3 * statistics.fmean(clf.cutouts.stats().build_seconds or [0.0]),
     }
+    cues["agreement_auroc"] = agreement_auroc(rows)
     sweep = [{"gain": g, "mode": m, "top1": hits / len(items)} for (m, g), hits in sorted(sweep_hits.items())]
     return EvalReport(_summary(rows, modes), rows, _per_class(rows, modes, clf.class_names), cues, sweep)
+
+
+def agreement_auroc(rows: list[dict[str, Any]]) -> float | None:
+    """AUROC of the cue agreement separating right from misleading cues (one value per image: the agreement is
+    the same in every guided mode); None without both kinds of cue."""
+    by_image = {(r["image"], r["cue"]): (r["cue_agreement"], r["wrong_cue"]) for r in rows if r["cue_agreement"] != ""}
+    values = list(by_image.values())
+    if len({wrong for _, wrong in values}) < 2:
+        return None
+    return auroc(torch.tensor([a for a, _ in values]), torch.tensor([not wrong for _, wrong in values]))
 
 
 def guide_for_cue(clf: GuidedClassifier, cue: str) -> Guide:
@@ -196,8 +213,18 @@ def _summary(rows: list[dict[str, Any]], modes: Sequence[str]) -> list[dict[str,
     out = []
     for mode in modes:
         sel = [r for r in rows if r["mode"] == mode]
-        mean = lambda key: statistics.fmean(float(r[key]) for r in sel)  # noqa: E731
+        wrong = [r for r in sel if r["wrong_cue"]]
+        right = [r for r in sel if not r["wrong_cue"]]
+
+        def mean(key: str, of: list[dict[str, Any]] = sel) -> float | None:
+            return statistics.fmean(float(r[key]) for r in of) if of else None
+
+        reliability = calibration(torch.tensor([r["confidence"] for r in sel]),
+                                  torch.tensor([r["top1"] for r in sel]), CALIBRATION_BINS)
         out.append({"mode": mode, "images": len(sel), "top1": mean("top1"), "top5": mean("top5"),
+                    "top1_right_cue": mean("top1", right), "top1_wrong_cue": mean("top1", wrong),
+                    "mean_confidence": mean("confidence"), "mean_confidence_wrong_cue": mean("confidence", wrong),
+                    "ece": reliability.ece, "reliability": reliability.to_dict()["bins"],
                     "mean_params": mean("params"), "mean_gmacs": mean("gmacs"),
                     "latency_ms": statistics.median(r["latency_ms"] for r in sel),
                     "select_ms": statistics.fmean(r["select_ms"] for r in sel),
@@ -218,73 +245,3 @@ def _per_class(rows: list[dict[str, Any]], modes: Sequence[str], names: dict[int
     for r in rows:
         table[position[r["class_id"]]]["images"] += r["mode"] == modes[0]
     return table
-
-
-def markdown(report: EvalReport, title: str) -> str:
-    """The Markdown report: summary per mode, cue statistics, gain sweep."""
-    lines = [f"# {title}", "", "| mode | images | top-1 | top-5 | mean params | mean GMACs | latency ms (median) "
-             "| cutout lookup/build ms | fallback rate |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for s in report.summary:
-        lines.append(f"| {s['mode']} | {s['images']} | {100 * s['top1']:.1f} % | {100 * s['top5']:.1f} % | "
-                     f"{s['mean_params']:,.0f} | {s['mean_gmacs']:.3f} | {s['latency_ms']:.1f} | "
-                     f"{s['select_ms']:.1f} | {100 * s['fallback_rate']:.1f} % |")
-    c = report.cues
-    lines += ["", f"Cues: {c['images_with_cue']} images with a cue ({c['wrong_cues']} misleading), "
-              f"{c['distinct_cues']} distinct, {c['confident_guides']} mapped confidently; the guide contains the "
-              f"true class for {100 * c['guide_contains_label']:.1f} % of the images. Cue -> guide: "
-              f"{c['cue_to_guide_ms_per_distinct_cue']:.1f} ms per distinct cue, "
-              f"{c['cue_to_guide_ms_amortized_per_image']:.1f} ms amortised per image; "
-              f"mean cutout build {c['mean_cutout_build_ms']:.1f} ms."]
-    if report.gain_sweep:
-        lines += ["", "| gain (all levels) | mode | top-1 |", "|---:|---|---:|"]
-        lines += [f"| {s['gain']:g} | {s['mode']} | {100 * s['top1']:.1f} % |" for s in report.gain_sweep]
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(report: EvalReport, out_dir: str | Path, title: str) -> dict[str, str]:
-    """report.md, summary.json, per_image.csv, per_class.csv and the plots; returns {kind: path}."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out / "report.md", "json": out / "summary.json", "per_image": out / "per_image.csv",
-             "per_class": out / "per_class.csv", "accuracy_vs_gmacs": out / "accuracy_vs_gmacs.png"}
-    atomic_write_text(paths["markdown"], markdown(report, title))
-    atomic_write_text(paths["json"], to_json(report.to_dict(), indent=2))
-    for key, rows in (("per_image", report.per_image), ("per_class", report.per_class)):
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(paths[key], text.getvalue())
-    _plot(report, paths, out)
-    return {k: str(v) for k, v in paths.items()}
-
-
-def _plot(report: EvalReport, paths: dict[str, Path], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for s in report.summary:
-        ax.scatter(s["mean_gmacs"], 100 * s["top1"], label=s["mode"])
-    ax.set(xlabel="mean GMACs per image (what ran)", ylabel="top-1 (%)", title="accuracy vs compute per mode")
-    ax.legend()
-    _save_figure(fig, paths["accuracy_vs_gmacs"])
-    if report.gain_sweep:
-        paths["gain_sweep"] = out / "gain_sweep.png"
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for mode in ("attend", "cutout+attend"):
-            pts = [(s["gain"], 100 * s["top1"]) for s in report.gain_sweep if s["mode"] == mode]
-            ax.plot(*zip(*pts), marker="o", label=mode)
-        ax.set(xlabel="attention gain (all levels)", ylabel="top-1 (%)", title="gain sweep")
-        ax.legend()
-        _save_figure(fig, paths["gain_sweep"])
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)

@@ -7,7 +7,9 @@ from typing import Any
 
 from mappings import Guide
 
-MODES = ("unguided", "attend", "cutout", "cutout+attend")
+MODES = ("unguided", "attend", "cutout", "cutout+attend", "mask")
+GUIDED_MODES = MODES[1:]
+CONDITIONAL_MODES = ("cutout", "cutout+attend", "mask")  # outputs are the guide's classes only
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,11 @@ class GuidedResult:
     """One frame's prediction. ``mode`` is what ran; ``fallback`` says why it differs from ``requested_mode``.
 
     ``gains`` are the gains actually applied (only keys the network that ran knows), ``cutout_cached``
-    whether the cutout came from the cache (``None`` without a cutout).
+    whether the cutout came from the cache (``None`` without a cutout). ``cue_agreement`` is the
+    probability that the image shows one of the cued classes (``None`` unguided): how much the image
+    supports the cue. In ``cutout``, ``cutout+attend`` and ``mask`` modes a prediction's ``prob`` is
+    ``cue_agreement`` times its probability among the guide's classes, so a wrong cue is not a
+    confident answer.
     """
 
     predictions: tuple[Prediction, ...]
@@ -83,6 +89,7 @@ class GuidedResult:
     gains: tuple[tuple[int | str, float], ...]
     timings: Timings
     cutout_cached: bool | None = None
+    cue_agreement: float | None = None
 
     @property
     def top1(self) -> Prediction:
@@ -93,4 +100,4 @@ class GuidedResult:
                 "requested_mode": self.requested_mode, "fallback": self.fallback, "cost": self.cost.to_dict(),
                 "guide": self.guide.to_dict() if self.guide is not None else None,
                 "gains": {str(k): v for k, v in self.gains}, "timings": self.timings.to_dict(),
-                "cutout_cached": self.cutout_cached}
+                "cutout_cached": self.cutout_cached, "cue_agreement": self.cue_agreement}

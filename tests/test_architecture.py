@@ -191,3 +191,26 @@ def test_node_gains_come_from_the_models_own_tree():
     assert model.node_gains({4: 2.0, 5: 3.0}) == {"c": 2.0}
     assert model.node_gains({0: 2.0, 1: 2.0, 2: 2.0, 3: 1.5, 4: 1.0, 5: 1.0}) == {"a": 2.0, "b": 1.0, "c": 1.0}
     assert model.hierarchy.leaves("b") == (3, 4, 5) and TREE["children"][1]["name"] == "b"
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "random", "nan"])
+def test_broken_weight_files_are_bad_input_naming_the_file(tmp_path, damage):
+    """A damaged model.safetensors is a ValueError naming the file (the CLIs' exit 2), never an internal error."""
+    from safetensors.torch import save_file
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    if damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "random":
+        weights.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
+                                          dtype=torch.uint8).numpy().tobytes())
+    else:
+        state = load_file(weights)
+        state["levels.0.head.bias"] = torch.full_like(state["levels.0.head.bias"], float("nan"))
+        save_file(state, str(weights))
+    with pytest.raises(ValueError, match=str(weights)):
+        load_seqpar(tmp_path)

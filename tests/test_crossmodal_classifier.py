@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossmodal import Guide, GuidedClassifier
+from crossmodal import MODES, Guide, GuidedClassifier
 from crossmodal.cutouts import CutoutCache
 from tests.vision_helpers import tiny_model
 from vision.cost import measure
@@ -55,9 +55,15 @@ def test_cutout_is_eq3_softmax_over_kept_classes(clf, inputs):
     kept = [1, 4, 5]
     cut = clf.predict_preprocessed(inputs, guide, "cutout", top_k=10)
     assert all(len(r.predictions) == 3 and r.mode == "cutout" for r in cut)
-    assert torch.allclose(probs_by_class(cut), torch.softmax(full[:, kept], 1), atol=1e-5)
+    # P(class) = P(the image shows a cued class) x softmax over the kept classes (uncalibrated: sigmoid(max logit))
+    agreement = torch.sigmoid(full[:, kept].max(1).values)
+    assert torch.allclose(torch.tensor([r.cue_agreement for r in cut]), agreement, atol=1e-6)
+    assert torch.allclose(probs_by_class(cut), agreement[:, None] * torch.softmax(full[:, kept], 1), atol=1e-5)
     both = clf.predict_preprocessed(inputs, guide, "cutout+attend", top_k=3)
-    assert torch.allclose(probs_by_class(both), torch.softmax(attended[:, kept], 1), atol=1e-5)
+    assert torch.allclose(probs_by_class(both), agreement[:, None] * torch.softmax(attended[:, kept], 1), atol=1e-5)
+    masked = clf.predict_preprocessed(inputs, guide, "mask", top_k=10)  # the full model restricted: same answer
+    assert all(r.mode == "mask" and r.cost.macs == clf.full_cost.macs for r in masked)
+    assert torch.allclose(probs_by_class(masked), probs_by_class(cut), atol=1e-5)
 
 
 def test_costs_are_what_ran(clf):
@@ -203,7 +209,7 @@ def test_result_to_dict_is_json_ready(clf):
     result = clf.predict(np.full((30, 30, 3), 128, np.uint8), Guide.for_classes([4, 5], 2.0), top_k=2)
     data = json.loads(json.dumps(result.to_dict()))
     assert set(data) == {"predictions", "mode", "requested_mode", "fallback", "cost", "guide", "gains", "timings",
-                         "cutout_cached"}
+                         "cutout_cached", "cue_agreement"}
     assert [p["class_id"] for p in data["predictions"]] == [p.class_id for p in result.predictions]
     assert data["guide"]["classes"] == [4, 5] and data["gains"] == {"4": 2.0, "5": 2.0}
     assert data["predictions"][0]["name"] == clf.class_names[result.top1.class_id]
@@ -248,3 +254,82 @@ def test_each_classifier_owns_its_cue_models_unless_given_shared_ones(monkeypatc
     model = tiny_model()
     shared = GuidedClassifier(model, cues=CueGuides(model, mapper=built[0]))
     assert shared.cues.mapper is first.cues.mapper and len(built) == 2
+
+
+def test_cue_agreement_policy_falls_back_below_the_threshold(clf, inputs):
+    guide = Guide.for_classes([4, 5], 2.0)
+    plain = clf.predict_preprocessed(inputs, guide, "cutout")
+    agreements = [r.cue_agreement for r in plain]
+    threshold = sorted(agreements)[1]  # one image below, two at or above
+    results = clf.predict_preprocessed(inputs, guide, "cutout", min_agreement=threshold)
+    unguided = clf.predict_preprocessed(inputs, None, "unguided")
+    for r, p, u, a in zip(results, plain, unguided, agreements):
+        assert r.cue_agreement == a
+        if a < threshold:
+            assert r.mode == "unguided" and r.fallback.startswith("the image does not support the cue (agreement")
+            assert r.predictions == u.predictions and r.cost.macs > clf.full_cost.macs  # the cutout ran first
+        else:
+            assert r.mode == "cutout" and r.predictions == p.predictions
+    masked = clf.predict_preprocessed(inputs, guide, "mask", min_agreement=1.0)  # full logits reused: no extra cost
+    assert all(r.mode == "unguided" and r.cost.macs == clf.full_cost.macs for r in masked)
+    assert clf.predict_preprocessed(inputs, None, "unguided")[0].cue_agreement is None
+    with pytest.raises(ValueError, match="min_agreement must be a probability"):
+        clf.predict_preprocessed(inputs, guide, "cutout", min_agreement=1.5)
+
+
+def test_calibrated_temperatures_and_agreement_are_used(inputs):
+    model = tiny_model(image_size=SIZE)
+    model.config = model.config.replace(calibration={"temperatures": {"unguided": 2.0, "cutout": 0.5},
+                                                     "agreement": (0.5, -1.0)})
+    clf = GuidedClassifier(model)
+    with torch.no_grad():
+        logits = model(inputs)
+    unguided = probs_by_class(clf.predict_preprocessed(inputs, None, "unguided", top_k=7))
+    assert torch.allclose(unguided, torch.softmax(logits / 2.0, 1), atol=1e-6)
+    cut = clf.predict_preprocessed(inputs, Guide.for_classes([4, 5]), "cutout", top_k=2)
+    agreement = torch.sigmoid(0.5 * logits[:, [4, 5]].max(1).values - 1.0)
+    assert torch.allclose(torch.tensor([r.cue_agreement for r in cut]), agreement, atol=1e-6)
+    assert torch.allclose(probs_by_class(cut), agreement[:, None] * torch.softmax(logits[:, [4, 5]] / 0.5, 1), atol=1e-5)
+
+
+def test_half_precision_models_run_every_mode(inputs):
+    model = tiny_model(image_size=SIZE)
+    clf = GuidedClassifier(model)
+    reference = {m: clf.predict_preprocessed(inputs, Guide.for_classes([4, 5], 2.0), m, top_k=2) for m in MODES}
+    for dtype in (torch.bfloat16, torch.float16):
+        model.to(dtype)
+        for mode in MODES:
+            results = clf.predict_preprocessed(inputs, Guide.for_classes([4, 5], 2.0), mode, top_k=2)
+            assert [r.top1.class_id for r in results] == [r.top1.class_id for r in reference[mode]], (dtype, mode)
+            assert all(0 <= p.prob <= 1 for r in results for p in r.predictions)
+    model.to(torch.float32)
+
+
+def test_a_model_with_nan_weights_is_an_error_not_a_nan_probability(inputs):
+    from crossmodal.classifier import NonFiniteOutputError
+
+    model = tiny_model(image_size=SIZE)
+    with torch.no_grad():
+        model.levels[0].head.bias.fill_(float("nan"))
+    clf = GuidedClassifier(model)
+    for mode in ("unguided", "cutout"):
+        with pytest.raises(NonFiniteOutputError, match="NaN or infinite scores"):
+            clf.predict_preprocessed(inputs, Guide.for_classes([6]), mode)
+
+
+def test_numpy_integers_are_accepted_where_ints_are(clf, inputs):
+    assert len(clf.predict_preprocessed(inputs, None, "unguided", top_k=np.int64(3))[0].predictions) == 3
+    assert GuidedClassifier(tiny_model(image_size=SIZE), cache_size=np.int32(4)).cutouts.max_size == 4
+
+
+def test_the_cutout_cache_is_bounded_by_bytes():
+    model = tiny_model(image_size=SIZE)
+    one = CutoutCache(model).get((0, 1, 2, 3))[0].nbytes
+    cache = CutoutCache(model, max_size=32, max_bytes=int(2.5 * one))
+    for classes in [(0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 2, 4, 6)]:
+        cache.get(classes)
+    stats = cache.stats()
+    assert stats.size == 2 and stats.nbytes <= cache.max_bytes  # by bytes, long before 32 entries
+    assert cache.get((0, 2, 4, 6))[1] and not cache.get((0, 1, 2, 3))[1]  # the oldest went first
+    huge = CutoutCache(model, max_bytes=1)
+    assert huge.get((0, 1))[0] is not None and huge.stats().size == 1  # the newest always stays

@@ -116,7 +116,8 @@ def test_cli_json_schema_and_modes(model_dir, images, capsys):
     assert code == 0, err
     data = json.loads(out)
     assert set(data) == {"image", "model", "cue", "predictions", "mode", "requested_mode", "fallback", "cost",
-                         "guide", "gains", "timings", "cutout_cached"}
+                         "guide", "gains", "timings", "cutout_cached",
+                         "cue_agreement"}
     assert data["mode"] == "cutout+attend" and data["cue"] == {"source": "text",
                                                                "labels": [{"label": "find the cat", "score": 1.0}]}
     assert len(data["predictions"]) == 3 and {p["class_id"] for p in data["predictions"]} <= {281, 282, 283, 284, 285}
@@ -161,7 +162,7 @@ def test_evaluation_report_is_consistent(clf, model_dir, images, tmp_path):
          "--gain-sweep", "1,3", "--no-progress"])
     result = evaluate_cli.main(args)
     rows = list(csv.DictReader(open(result["outputs"]["per_image"])))
-    assert len(rows) == 14 * 4 and {r["mode"] for r in rows} == {"unguided", "attend", "cutout", "cutout+attend"}
+    assert len(rows) == 14 * 5 and {r["mode"] for r in rows} == {"unguided", "attend", "cutout", "cutout+attend", "mask"}
     for summary in result["summary"]:
         sel = [r for r in rows if r["mode"] == summary["mode"]]
         assert summary["top1"] == pytest.approx(sum(r["top1"] == "True" for r in sel) / 14)
@@ -175,7 +176,7 @@ def test_evaluation_report_is_consistent(clf, model_dir, images, tmp_path):
                 assert r["top1"] == "False"
     assert [(s["gain"], s["mode"]) for s in result["gain_sweep"]] == [(1.0, "attend"), (3.0, "attend"),
                                                                       (1.0, "cutout+attend"), (3.0, "cutout+attend")]
-    for name in ("markdown", "json", "per_class", "accuracy_vs_gmacs", "gain_sweep"):
+    for name in ("markdown", "json", "per_class", "accuracy_vs_gmacs", "gain_sweep", "reliability_cutout+attend"):
         assert (tmp_path / result["outputs"][name].split("/")[-1]).stat().st_size > 0
     assert "| cutout |" in (tmp_path / "report.md").read_text()
 

@@ -75,11 +75,14 @@ class Calibration:
     """Settings fitted on validation photos (``crossmodal.calibrate``).
 
     ``level_gains``: one attention gain (or ``None``: keep the guide's) per tree level;
-    ``temperatures``: per guided mode, the temperature that divides the logits before the softmax.
+    ``temperatures``: per mode, the temperature that divides the logits before the softmax;
+    ``agreement``: ``(scale, offset)`` of the logistic map from a cue's evidence score (the highest plain
+    logit among the cued classes) to the probability that the image shows a cued class.
     """
 
     level_gains: tuple[float | None, ...] | None = None
     temperatures: Mapping[str, float] = field(default_factory=dict)
+    agreement: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.level_gains is not None:
@@ -93,6 +96,11 @@ class Calibration:
             if not isinstance(mode, str) or not _finite_number(t, minimum=0.0) or t == 0:
                 raise ValueError(f"calibration.temperatures must map mode names to finite numbers > 0, got {temperatures}")
         object.__setattr__(self, "temperatures", {m: float(t) for m, t in sorted(temperatures.items())})
+        if self.agreement is not None:
+            pair = tuple(self.agreement)
+            if len(pair) != 2 or not all(_finite_number(v, minimum=-math.inf) for v in pair):
+                raise ValueError(f"calibration.agreement must be (scale, offset), two finite numbers, got {pair}")
+            object.__setattr__(self, "agreement", tuple(float(v) for v in pair))
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,9 @@ def measure(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> C
     """
     was_training = model.training
     model.eval()
-    device = next(iter(model.parameters())).device
+    weight = next(iter(model.parameters()))
     with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(*input_size, device=device))
+        model(torch.zeros(*input_size, device=weight.device, dtype=weight.dtype))
     model.train(was_training)
     flops = counter.get_flop_counts()
     root = type(model).__name__
@@ -100,7 +100,8 @@ class BranchCosts:
     def of(cls, model: SeqParModel) -> BranchCosts:
         size = model.config.image_size
         with FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+            weight = next(model.parameters())
+            model(torch.zeros(1, 3, size, size, device=weight.device, dtype=weight.dtype))
         flops = counter.get_flop_counts()
         macs = lambda name: sum(flops.get(f"SeqParModel.{name}", {}).values()) // 2  # noqa: E731
         heads = tuple(macs(f"levels.{d}.head") for d in range(len(model.levels)))

@@ -55,14 +55,20 @@ def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file; FileNotFoundError when missing, ValueError when unreadable."""
+    """The tensors of a safetensors file; FileNotFoundError when missing, ValueError when unreadable or when a
+    floating tensor holds NaN or infinite values."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} not found")
     try:
-        return load_file(str(path), device=str(device))
+        state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from err
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ValueError(f"{path}: tensor {broken[0]!r} holds NaN or infinite values"
+                         f"{f' (and {len(broken) - 1} more)' if len(broken) > 1 else ''}")
+    return state
 
 
 def save_seqpar(model: SeqParModel, directory: str | os.PathLike) -> Path:
