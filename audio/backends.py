@@ -252,5 +252,7 @@ def _model_type_is(model_type: str) -> Callable[[Mapping], bool]:
     return lambda config: config.get("model_type") == model_type
 
 
+register_backend("yamnet", "audio.yamnet:YAMNetTagger.from_pretrained", accepts=_model_type_is("yamnet"),
+                 packaged=True)
 register_backend("ast", "audio.ast:ASTTagger.from_pretrained",
                  accepts=_model_type_is("audio-spectrogram-transformer"), hub_ids=True)
