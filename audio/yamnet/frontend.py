@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from audio.yamnet.quant import int8_linear
 
@@ -90,7 +89,8 @@ class LogMelFrontend(nn.Module):
 
     Frames of 400 samples every 160 (no padding: a 15,600-sample window gives exactly one 96-frame patch) are
     multiplied by a periodic Hann window, zero-padded on both sides to 512 samples, transformed by a real DFT
-    written as two matrix products, reduced to magnitudes, mapped to mel bands and logged with an offset. As in
+    written as a matrix product (the columns that would multiply the padding's zeros are left out), reduced to
+    magnitudes, mapped to mel bands and logged with an offset. As in
     the TFLite export, the DFT and mel matrices are int8 (computed here from their formulas and quantised like
     the converter did; `scripts/convert_yamnet.py` checks them against the export) and activations are
     quantised on the fly (`audio.yamnet.quant`).
@@ -101,6 +101,8 @@ class LogMelFrontend(nn.Module):
         self.config = config
         real, imag = rdft_matrices(config.fft_length)
         dft, dft_scale = quantize_symmetric(np.concatenate([real, imag]))
+        left = (config.fft_length - config.window_samples) // 2
+        dft = dft[:, left : left + config.window_samples]
         mel, mel_scale = quantize_symmetric(mel_matrix(config))
         self.register_buffer("window", torch.from_numpy(periodic_hann(config.window_samples)), persistent=False)
         self.register_buffer("dft", torch.from_numpy(dft).float(), persistent=False)
@@ -120,8 +122,6 @@ class LogMelFrontend(nn.Module):
                 f"expected waveforms of shape (batch, samples >= {config.window_samples}), got {tuple(waveforms.shape)}"
             )
         frames = waveforms.unfold(1, config.window_samples, config.hop_samples) * self.window
-        padding = config.fft_length - config.window_samples
-        frames = F.pad(frames, (padding // 2, padding - padding // 2))
         bins = self.dft.shape[0] // 2
         spectrum = int8_linear(frames, self.dft, self.dft_scale)
         real, imag = spectrum[..., :bins], spectrum[..., bins:]

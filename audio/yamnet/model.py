@@ -81,8 +81,8 @@ class SeparableBlock(nn.Module):
         self.pointwise = Int8Pointwise(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.depthwise(pad_same(x, 3, self.stride)))
-        return F.relu(self.pointwise(x))
+        x = self.depthwise(pad_same(x, 3, self.stride)).relu_()
+        return self.pointwise(x).relu_()
 
 
 class YAMNet(nn.Module):
@@ -106,7 +106,7 @@ class YAMNet(nn.Module):
 
     def forward_features(self, patches: torch.Tensor) -> torch.Tensor:
         x = patches.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        x = F.relu(self.stem(pad_same(x, 3, self.config.stem_stride)))
+        x = self.stem(pad_same(x, 3, self.config.stem_stride)).relu_()
         return self.blocks(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,8 @@ def quantize_rows(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor
     low_error, high_error = INT8_MIN + low * multiplier, INT8_MAX + high * multiplier
     zero_point = torch.where(low_error + high_error > 0, INT8_MIN - low * multiplier, INT8_MAX - high * multiplier)
     zero_point = torch.round(zero_point.clamp(INT8_MIN, INT8_MAX))
-    quantized = (torch.round(x * multiplier) + zero_point).clamp(INT8_MIN, INT8_MAX)
-    return quantized - zero_point, scale
+    quantized = torch.round(x * multiplier).add_(zero_point).clamp_(INT8_MIN, INT8_MAX)
+    return quantized.sub_(zero_point), scale
 
 
 def int8_linear(
@@ -43,9 +43,9 @@ def int8_linear(
     and `x` quantised per row of its last dimension; `weight_scale` is a scalar or one scale per output.
 
     The integer products are exact in float32 (|sums| < 2**24 here). The runtime then rounds `sum * row_scale`
-    to float32 and applies the weight scale and bias in one fused multiply-add, emulated here in float64 (one
-    rounding): a float32 multiply then add differs in the last bit, and such bits flip later roundings.
+    to float32 and applies the weight scale and bias in one fused multiply-add, as `torch.addcmul` does on CPUs
+    with FMA: a separate multiply and add differs in the last bit, and such bits flip later roundings.
     """
     values, scale = quantize_rows(x, dim=-1)
-    out = (F.linear(values, weight) * scale).double() * weight_scale.double()
-    return (out if bias is None else out + bias.double()).float()
+    out = F.linear(values, weight) * scale
+    return out * weight_scale if bias is None else torch.addcmul(bias, out, weight_scale)
