@@ -49,6 +49,21 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     return F.pad(x, pads)
 
 
+def stem_conv(x: torch.Tensor, conv: nn.Conv2d, stride: int) -> torch.Tensor:
+    """The stem's 3x3 convolution of the one-channel patches as the runtime computes it: the bias, then one fused
+    multiply-add per tap, row by row (bit-identical to TFLite's output on the shared clips). A library
+    convolution would pick its algorithm, and its rounding, by batch size; this gives every patch the same
+    bits in any batch."""
+    x = pad_same(x, 3, stride)
+    rows, cols = (x.shape[2] - 3) // stride + 1, (x.shape[3] - 3) // stride + 1
+    out = conv.bias.view(1, -1, 1, 1).expand(x.shape[0], -1, rows, cols).contiguous()
+    for ky in range(3):
+        for kx in range(3):
+            view = x[:, :, ky : ky + stride * (rows - 1) + 1 : stride, kx : kx + stride * (cols - 1) + 1 : stride]
+            out.addcmul_(view.contiguous(), conv.weight[:, :, ky, kx].view(1, -1, 1, 1))
+    return out.contiguous(memory_format=torch.channels_last)
+
+
 class Int8Pointwise(nn.Module):
     """A 1x1 convolution (or, on (N, C) input, a linear layer) with int8 weights and one scale per output channel,
     run as the TFLite runtime runs it: activations quantised per pixel (`quant.int8_linear`)."""
@@ -105,8 +120,7 @@ class YAMNet(nn.Module):
         self.requires_grad_(False)
 
     def forward_features(self, patches: torch.Tensor) -> torch.Tensor:
-        x = patches.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        x = self.stem(pad_same(x, 3, self.config.stem_stride)).relu_()
+        x = stem_conv(patches.unsqueeze(1), self.stem, self.config.stem_stride).relu_()
         return self.blocks(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
