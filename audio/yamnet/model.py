@@ -51,9 +51,9 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
 
 def stem_conv(x: torch.Tensor, conv: nn.Conv2d, stride: int) -> torch.Tensor:
     """The stem's 3x3 convolution of the one-channel patches as the runtime computes it: the bias, then one fused
-    multiply-add per tap, row by row (bit-identical to TFLite's output on the shared clips). A library
-    convolution would pick its algorithm, and its rounding, by batch size; this gives every patch the same
-    bits in any batch."""
+    multiply-add per tap, row by row (this matched TFLite's stem output bit for bit where checked; the library
+    convolution did not). A library convolution also picks its algorithm, and its rounding, by batch size; this
+    gives every patch the same bits in any batch."""
     x = pad_same(x, 3, stride)
     rows, cols = (x.shape[2] - 3) // stride + 1, (x.shape[3] - 3) // stride + 1
     out = conv.bias.view(1, -1, 1, 1).expand(x.shape[0], -1, rows, cols).contiguous()

@@ -32,8 +32,8 @@ def quantize_rows(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor
     low_error, high_error = INT8_MIN + low * multiplier, INT8_MAX + high * multiplier
     zero_point = torch.where(low_error + high_error > 0, INT8_MIN - low * multiplier, INT8_MAX - high * multiplier)
     zero_point = torch.round(zero_point.clamp(INT8_MIN, INT8_MAX))
-    quantized = torch.round(x * multiplier).add_(zero_point).clamp_(INT8_MIN, INT8_MAX)
-    return quantized.sub_(zero_point), scale
+    # round(x * multiplier) + zero_point saturated to int8, minus zero_point again: one clamp of the integers
+    return torch.round(x * multiplier).clamp_(INT8_MIN - zero_point, INT8_MAX - zero_point), scale
 
 
 def int8_linear(
