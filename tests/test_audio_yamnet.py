@@ -14,6 +14,7 @@ from audio import AudioTagger, Cue, load_audio
 from audio.windows import iter_windows
 from audio.yamnet import LogMelConfig, LogMelFrontend, YAMNetTagger
 from audio.yamnet.quant import int8_linear, quantize_rows
+from audio.yamnet.reference import tflite_outputs
 from audio.yamnet.tagger import PACKAGED
 
 RATE, WINDOW, HOP = 16_000, 15_600, 7_680
@@ -36,24 +37,15 @@ def tone(seconds: float, hertz: float = 440.0, seed: int = 0) -> np.ndarray:
 def tflite_reference(shared_data):
     """Per shared clip: the tagger's windows (15,600 samples every 7,680; the last aligned to the end; a short
     clip zero-padded) and what Google's runtime computes on each: scores and log-mel patch."""
-    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    pytest.importorskip("ai_edge_litert")
     model = shared_data / "audio-models" / "yamnet" / "yamnet.tflite"
     clips = sorted((shared_data / "audio").glob("*/*.*"))
     if not model.is_file() or len(clips) < 24:
         pytest.skip("YAMNet TFLite export or shared clips missing")
-    interpreter = interpreter_module.Interpreter(model_path=str(model))
-    interpreter.allocate_tensors()
-    scores_index, log_mel_index = (d["index"] for d in interpreter.get_output_details())
     reference = {}
     for clip in clips:
-        windows = [np.pad(w, (0, WINDOW - len(w))) for w in iter_windows([load_audio(clip)], WINDOW, HOP)]
-        scores, log_mel = [], []
-        for window in windows:
-            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], window[None])
-            interpreter.invoke()
-            scores.append(interpreter.get_tensor(scores_index)[0].copy())
-            log_mel.append(interpreter.get_tensor(log_mel_index).copy())
-        reference[f"{clip.parent.name}/{clip.name}"] = (np.stack(windows), np.stack(scores), np.stack(log_mel))
+        windows = np.stack([np.pad(w, (0, WINDOW - len(w))) for w in iter_windows([load_audio(clip)], WINDOW, HOP)])
+        reference[f"{clip.parent.name}/{clip.name}"] = (windows, *tflite_outputs(model, windows))
     return reference
 
 
