@@ -163,6 +163,12 @@ def test_one_forward_over_all_patches_equals_per_patch_forwards(tagger):
     assert len(patches) == 8
     np.testing.assert_allclose(batched.numpy(), single.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_array_equal(tagger.frontend(torch.from_numpy(windows[3:4])).numpy(), patches[3:4].numpy())
+    # consecutive windows share their frames, computed once: the same bits as window by window
+    last = tone(0.4, 660.0, seed=2)  # a short window (padded) and an overlapping one that breaks the run
+    shared = tagger.patches([*windows, last, windows[-1][-HOP - 1000 :]])
+    single = tagger.frontend(torch.from_numpy(np.stack(
+        [*windows, np.pad(last, (0, WINDOW - len(last))), np.pad(windows[-1][-HOP - 1000 :], (0, WINDOW - HOP - 1000))])))
+    np.testing.assert_array_equal(shared.numpy(), single.numpy())
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max"])

@@ -96,12 +96,26 @@ class YAMNetTagger(AudioTagger):
                 atomic_write(directory / name, lambda tmp, name=name: shutil.copyfile(PACKAGED / name, tmp))
         return directory
 
+    def patches(self, windows: list[np.ndarray]) -> torch.Tensor:
+        """Log-mel patches (windows, 96, 64); a window shorter than 0.975 s is padded with zeros, as YAMNet pads a
+        short clip. A window that continues the previous one by one hop shares its frames, which are computed
+        once (frames are computed row by row, exactly, so sharing changes no bit)."""
+        config, hop = self.model.config.features, self.hop_samples
+        runs: list[list[np.ndarray]] = []
+        for window in windows:
+            window = np.pad(window, (0, self.window_samples - len(window)))
+            if runs and np.array_equal(window[:-hop], runs[-1][-1][hop:]):
+                runs[-1].append(window)
+            else:
+                runs.append([window])
+        patches = []
+        for run in runs:
+            signal = np.concatenate([run[0]] + [window[-hop:] for window in run[1:]])
+            frames = self.frontend(torch.from_numpy(signal)[None])[0]
+            patches.append(frames.unfold(0, config.patch_frames, config.patch_hop_frames).transpose(1, 2))
+        return torch.cat(patches)
+
     @torch.inference_mode()
     def window_scores(self, windows: list[np.ndarray]) -> np.ndarray:
-        """Scores (windows, 521) for a batch of windows; a window shorter than 0.975 s is padded with zeros, as
-        YAMNet pads a short clip."""
-        batch = np.zeros((len(windows), self.window_samples), dtype=np.float32)
-        for row, window in zip(batch, windows):
-            row[: len(window)] = window
-        patches = self.frontend(torch.from_numpy(batch))
-        return torch.sigmoid(self.model(patches)).numpy()
+        """Scores (windows, 521) for a batch of windows, all in one forward pass."""
+        return torch.sigmoid(self.model(self.patches(windows))).numpy()
