@@ -11,7 +11,7 @@ import soxr
 import torch
 
 from audio import AudioTagger, Cue, load_audio
-from audio.windows import iter_windows
+from audio.windows import iter_windows, trim_silence
 from audio.yamnet import LogMelConfig, LogMelFrontend, YAMNetTagger
 from audio.yamnet.quant import int8_linear, quantize_rows
 from audio.yamnet.reference import tflite_outputs
@@ -252,3 +252,13 @@ def test_bad_inputs(tagger, audio, options, message):
 def test_mismatched_labels_are_rejected(tagger):
     with pytest.raises(ValueError, match="expected 521 labels and mids"):
         YAMNetTagger(tagger.model, tagger.labels[:5], tagger.mids[:5])
+
+
+def test_trim_silence_cuts_the_ends_and_bounds_what_it_holds():
+    quiet, loud = np.zeros(5, np.float32), np.ones(3, np.float32)
+    blocks = [quiet, np.concatenate([quiet, loud, quiet[:2]]), quiet[:2], loud, quiet]
+    out = np.concatenate(list(trim_silence(blocks, peak=0.0, max_held=10)))
+    np.testing.assert_array_equal(out, np.concatenate([loud, np.zeros(4, np.float32), loud]))
+    long_gap = [loud, np.zeros(12, np.float32), loud, np.zeros(12, np.float32), np.zeros(3, np.float32)]
+    out = np.concatenate(list(trim_silence(long_gap, peak=0.0, max_held=10)))
+    assert len(out) == 3 + 12 + 3 + 15  # a quiet run longer than max_held is passed on whole, even at the end

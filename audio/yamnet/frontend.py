@@ -110,11 +110,6 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("mel", torch.from_numpy(mel).float(), persistent=False)
         self.register_buffer("mel_scale", torch.tensor(mel_scale), persistent=False)
 
-    def num_frames(self, samples: int) -> int:
-        """Frames of a waveform of `samples` samples (0 if shorter than one window)."""
-        config = self.config
-        return max(0, (samples - config.window_samples) // config.hop_samples + 1)
-
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         config = self.config
         if waveforms.ndim != 2 or waveforms.shape[1] < config.window_samples:
