@@ -8,7 +8,7 @@ size. Targets (issue 6): cutout latency <= full latency x (cutout GMAC ratio + 0
     python -m benchmarks.pipeline --model DIR                 # a saved model (e.g. the default model)
     python -m benchmarks.pipeline --preset nhl_resnet50 --num-classes 1000
 
-(Run it with -m from the repository root.)
+(Run it with -m from the repository root: as a script, benchmarks/audio.py would shadow the audio package.)
 """
 
 from __future__ import annotations
