@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
+
+from xmcommon.cli import run_cli
+from xmcommon.files import atomic_write_text
 
 TABLE_PATH = Path(__file__).with_name("audioset_labels.tsv")
 NOTICE = (
@@ -21,28 +25,32 @@ NOTICE = (
 )
 
 
-def read_class_labels_csv(path: Path) -> list[tuple[str, str]]:
-    """Read AudioSet's `index,mid,display_name` CSV (no header) into `(mid, display_name)` rows in index order."""
+def read_class_labels_csv(path: Path, *, header: bool = False) -> list[tuple[str, str]]:
+    """Read an `index,mid,display_name` CSV (AudioSet's has no header, YAMNet's class map has one) into
+    `(mid, display_name)` rows in index order."""
     rows = []
     with open(path, newline="", encoding="utf-8") as handle:
-        for line_number, row in enumerate(csv.reader(handle)):
+        lines = csv.reader(handle)
+        if header and next(lines, None) != ["index", "mid", "display_name"]:
+            raise ValueError(f"{path}, line 1: expected the header 'index,mid,display_name'")
+        for index, row in enumerate(lines):
+            line_number = index + 1 + header
             if len(row) != 3 or not row[0].isdigit():
-                raise ValueError(f"{path}, line {line_number + 1}: expected 'index,mid,display_name', got {row!r}")
-            if int(row[0]) != line_number:
-                raise ValueError(f"{path}, line {line_number + 1}: expected index {line_number}, got {row[0]}")
+                raise ValueError(f"{path}, line {line_number}: expected 'index,mid,display_name', got {row!r}")
+            if int(row[0]) != index:
+                raise ValueError(f"{path}, line {line_number}: expected index {index}, got {row[0]}")
             rows.append((row[1], row[2]))
     return rows
 
 
-def write_table(rows: list[tuple[str, str]], path: Path) -> None:
-    """Write `(mid, display_name)` rows as a TSV with the license notice as leading comment lines."""
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(NOTICE)
-        handle.write("mid\tdisplay_name\n")
-        for mid, name in rows:
-            if "\t" in mid + name or "\n" in mid + name:
-                raise ValueError(f"label {name!r} ({mid}) contains a tab or newline")
-            handle.write(f"{mid}\t{name}\n")
+def write_table(rows, path: Path, notice: str = NOTICE) -> None:
+    """Write `(mid, display_name)` rows as a TSV with `notice` (license comment lines) first, atomically."""
+    lines = [notice, "mid\tdisplay_name\n"]
+    for mid, name in rows:
+        if "\t" in mid + name or "\n" in mid + name:
+            raise ValueError(f"label {name!r} ({mid}) contains a tab or newline")
+        lines.append(f"{mid}\t{name}\n")
+    atomic_write_text(path, "".join(lines))
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -58,5 +66,9 @@ def main(args: argparse.Namespace) -> dict:
     return {"output": str(args.output), "labels": len(rows)}
 
 
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(get_args_parser(), main, argv)
+
+
 if __name__ == "__main__":
-    print(main(get_args_parser().parse_args()))
+    sys.exit(cli())

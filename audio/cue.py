@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CUE_SOURCES = ("audio", "text")
 
 
 @dataclass(frozen=True)
 class Cue:
-    """Semantic labels with scores in [0, 1], best first, and the modality they came from ("audio" or "text")."""
+    """Semantic labels with scores in [0, 1], best first, and the modality they came from ("audio" or "text").
+
+    `mids` optionally gives each label's AudioSet ontology id (None where a label has none), as audio taggers
+    do. They are metadata derived from the labels: equality compares labels and source only.
+    """
 
     labels: tuple[tuple[str, float], ...]
     source: str
+    mids: tuple[str | None, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.source not in CUE_SOURCES:
@@ -27,9 +32,17 @@ class Cue:
             if not (math.isfinite(score) and 0.0 <= score <= 1.0):
                 raise ValueError(f"Cue score for {label!r} must be a finite number in [0, 1], got {score!r}")
         object.__setattr__(self, "labels", labels)
+        if self.mids is not None:
+            mids = tuple(self.mids)
+            if len(mids) != len(labels) or not all(mid is None or (isinstance(mid, str) and mid) for mid in mids):
+                raise ValueError(f"Cue mids must be one non-empty string or None per label ({len(labels)}), got {mids!r}")
+            object.__setattr__(self, "mids", mids)
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "labels": [{"label": label, "score": score} for label, score in self.labels]}
+        labels = [{"label": label, "score": score} for label, score in self.labels]
+        if self.mids is not None:
+            labels = [{**entry, "mid": mid} for entry, mid in zip(labels, self.mids)]
+        return {"source": self.source, "labels": labels}
 
 
 def TextCue(text: str) -> Cue:

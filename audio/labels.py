@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Sequence
 
 from audio.build_label_table import TABLE_PATH
 
 
+def read_table(path: str | os.PathLike) -> tuple[tuple[str, str], ...]:
+    """The `(mid, display_name)` rows of a label table written by `build_label_table.write_table`."""
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle if not line.startswith("#")]
+    if not lines or lines[0] != "mid\tdisplay_name":
+        raise ValueError(f"{path}: expected header 'mid<TAB>display_name', got {lines[0] if lines else None!r}")
+    rows = [tuple(line.split("\t")) for line in lines[1:]]
+    if bad := next((row for row in rows if len(row) != 2), None):
+        raise ValueError(f"{path}: expected 'mid<TAB>display_name' rows, got {bad!r}")
+    return tuple(rows)
+
+
 @lru_cache(maxsize=1)
 def audioset_labels() -> tuple[tuple[str, str], ...]:
     """The 527 AudioSet labels as `(mid, display_name)` pairs, in the order of the AudioSet AST checkpoints."""
-    rows = []
-    with open(TABLE_PATH, encoding="utf-8") as handle:
-        lines = [line.rstrip("\n") for line in handle if not line.startswith("#")]
-    if lines[0] != "mid\tdisplay_name":
-        raise ValueError(f"{TABLE_PATH}: expected header 'mid<TAB>display_name', got {lines[0]!r}")
-    for line in lines[1:]:
-        mid, name = line.split("\t")
-        rows.append((mid, name))
-    return tuple(rows)
+    return read_table(TABLE_PATH)
 
 
 def audioset_mids(labels: Sequence[str]) -> tuple[str | None, ...]:

@@ -36,3 +36,34 @@ def iter_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterato
         yield buffer.copy()
     elif emitted_end < end:
         yield buffer[len(buffer) - window :].copy()
+
+
+def trim_silence(blocks: Iterable[np.ndarray], peak: float, max_held: int) -> Iterator[np.ndarray]:
+    """Yield the stream of 1-D blocks without its leading and trailing samples whose magnitude is <= `peak`.
+
+    Quiet samples after the first loud one are held back until the next loud sample (then passed on unchanged)
+    or the end of the stream (then dropped). A quiet run that grows past `max_held` samples is passed on whole,
+    so memory stays bounded and only a trailing run of at most `max_held` samples is cut.
+    """
+    started, passing = False, False
+    held: list[np.ndarray] = []
+    held_samples = 0
+    for block in blocks:
+        loud = np.flatnonzero(np.abs(block) > peak)
+        if not started:
+            if not len(loud):
+                continue
+            block, loud, started = block[loud[0] :], loud - loud[0], True
+        if len(loud):
+            yield from held
+            held, held_samples, passing = [], 0, False
+            yield block[: loud[-1] + 1]
+            block = block[loud[-1] + 1 :]
+        if passing:
+            yield block
+        elif len(block):
+            held.append(block)
+            held_samples += len(block)
+            if held_samples > max_held:
+                yield from held
+                held, held_samples, passing = [], 0, True

@@ -10,7 +10,8 @@ import torch
 from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, ViTConfig
 
 from audio import AudioTagger, Cue, Tag
-from audio.fast_ast import forward_trimmed, trimmed_num_frames
+from audio.ast import ASTTagger
+from audio.ast.fast import forward_trimmed, trimmed_num_frames
 from audio.labels import audioset_labels
 
 MAX_FRAMES = 64  # window = 63 * 160 + 400 samples = 0.655 s at 16 kHz
@@ -243,7 +244,7 @@ def test_unreachable_hub_fails_fast_without_transformers_retries(monkeypatch):
         probes.append((address, timeout))
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr("audio.tagger.socket.create_connection", no_network)
+    monkeypatch.setattr("audio.ast.tagger.socket.create_connection", no_network)
     with pytest.raises(FileNotFoundError) as raised:
         AudioTagger.from_pretrained("crossmodal-tests/no-such-ast-checkpoint")
     assert probes == [(("huggingface.co", 443), 3.0)]
@@ -266,14 +267,14 @@ def test_non_ast_checkpoint_is_rejected(tmp_path):
 
 
 def test_missing_torchaudio_is_an_error_not_a_silent_feature_change(monkeypatch):
-    monkeypatch.setattr("audio.tagger.is_speech_available", lambda: False)
+    monkeypatch.setattr("audio.ast.tagger.is_speech_available", lambda: False)
     with pytest.raises(ImportError, match="needs torchaudio"):
-        AudioTagger(small_ast(["a"]), ASTFeatureExtractor(max_length=MAX_FRAMES))
+        ASTTagger(small_ast(["a"]), ASTFeatureExtractor(max_length=MAX_FRAMES))
 
 
 def test_mismatched_feature_extractor_is_rejected():
     with pytest.raises(ValueError, match="does not match the model"):
-        AudioTagger(small_ast(["a"]), ASTFeatureExtractor(max_length=1024))
+        ASTTagger(small_ast(["a"]), ASTFeatureExtractor(max_length=1024))
 
 
 @pytest.mark.parametrize(

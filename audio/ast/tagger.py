@@ -1,13 +1,10 @@
-"""AudioTagger: AST (transformers) audio tagging of files or waveforms, with sliding windows and score pooling."""
+"""The AST backend: Audio Spectrogram Transformer checkpoints (transformers) from a directory or the Hugging Face hub."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 from urllib.parse import urlparse
 
 import huggingface_hub.constants
@@ -16,29 +13,13 @@ import torch
 from transformers import ASTFeatureExtractor, ASTForAudioClassification, AutoConfig
 from transformers.utils import is_speech_available
 
-from audio.cue import Cue
-from audio.fast_ast import forward_trimmed, quantize_linear_layers, trimmed_num_frames
+from audio.ast.fast import forward_trimmed, quantize_linear_layers, trimmed_num_frames
+from audio.backends import AudioTagger
 from audio.labels import audioset_mids
-from audio.loading import DEFAULT_BLOCK_SECONDS, prepare_waveform, stream_audio
-from audio.windows import iter_windows
 
 AST_MODEL_TYPE = "audio-spectrogram-transformer"
-POOLINGS = ("max", "mean")
 FRAME_SECONDS = 0.025  # Kaldi fbank defaults used by ASTFeatureExtractor: 25 ms frames every 10 ms
 FRAME_SHIFT_SECONDS = 0.010
-
-
-@dataclass(frozen=True)
-class Tag:
-    """One predicted label: name, score in [0, 1], index in the checkpoint's labels, AudioSet mid (or None)."""
-
-    label: str
-    score: float
-    index: int
-    mid: str | None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def hub_offline() -> bool:
@@ -74,14 +55,9 @@ def not_cached_message(model_id: str, reason: str) -> str:
     )
 
 
-def _batched(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
-
-
-class AudioTagger:
-    """Tags sounds with the labels of an AST audio-classification checkpoint.
+class ASTTagger(AudioTagger):
+    """Tags sounds with the labels of an AST audio-classification checkpoint (windows of `max_length` frames,
+    no overlap by default, max pooling, silence kept: the behaviour before backends existed).
 
     `fast=True` runs AST on only the frames a clip shorter than the model's window has (sliced time position
     embeddings) instead of padding it to `max_length` frames; `quantize=True` uses int8 dynamic quantization of
@@ -98,7 +74,7 @@ class AudioTagger:
     ) -> None:
         if not is_speech_available():
             raise ImportError(
-                "AudioTagger needs torchaudio (a declared dependency of this project): without it transformers' "
+                "ASTTagger needs torchaudio (a declared dependency of this project): without it transformers' "
                 "ASTFeatureExtractor silently switches to a slower numpy fbank with slightly different features"
             )
         config = model.config
@@ -129,7 +105,7 @@ class AudioTagger:
         fast: bool = False,
         quantize: bool = False,
         cache_dir: str | os.PathLike | None = None,
-    ) -> "AudioTagger":
+    ) -> "ASTTagger":
         """Load an AST checkpoint from a local directory or a Hub id (cache only when HF_HUB_OFFLINE=1).
 
         Raises FileNotFoundError, without retrying, for a missing directory, or for a Hub id that is not cached
@@ -174,27 +150,6 @@ class AudioTagger:
     def sampling_rate(self) -> int:
         return self.feature_extractor.sampling_rate
 
-    @property
-    def window_seconds(self) -> float:
-        return self.window_samples / self.sampling_rate
-
-    def _windows(
-        self, audio, sampling_rate: int | None, hop_seconds: float | None, block_seconds: float
-    ) -> Iterator[np.ndarray]:
-        if hop_seconds is None:
-            hop = self.window_samples
-        elif not 0 < hop_seconds <= self.window_seconds:
-            raise ValueError(f"hop_seconds must be in (0, {self.window_seconds:.3f}] (the window), got {hop_seconds}")
-        else:
-            hop = max(1, round(hop_seconds * self.sampling_rate))
-        if isinstance(audio, (str, os.PathLike)):
-            if sampling_rate is not None:
-                raise ValueError(f"{audio}: sampling_rate is read from the file; pass it only with a waveform")
-            blocks = stream_audio(audio, sampling_rate=self.sampling_rate, block_seconds=block_seconds)
-        else:
-            blocks = [prepare_waveform(audio, sampling_rate, target_rate=self.sampling_rate)]
-        return iter_windows(blocks, self.window_samples, hop)
-
     def _num_frames(self, samples: int) -> int:
         if samples < self.frame_samples:
             raise ValueError(
@@ -215,54 +170,3 @@ class AudioTagger:
             logits = self.model(input_values=input_values).logits
         scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return scores.float().numpy()
-
-    def scores(
-        self,
-        audio,
-        *,
-        sampling_rate: int | None = None,
-        hop_seconds: float | None = None,
-        pooling: str = "max",
-        batch_size: int = 4,
-        block_seconds: float = DEFAULT_BLOCK_SECONDS,
-    ) -> np.ndarray:
-        """Pooled scores, one per label, for a file path or a 1-D waveform (then `sampling_rate` is required).
-
-        The audio is cut into windows of `window_seconds` every `hop_seconds` (default: one window, no overlap);
-        window scores are pooled by "max" (default) or "mean". Files are streamed: memory stays bounded.
-        """
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        pooled, count = None, 0
-        for batch in _batched(self._windows(audio, sampling_rate, hop_seconds, block_seconds), batch_size):
-            batch_scores = self.window_scores(batch)
-            reduced = batch_scores.max(axis=0) if pooling == "max" else batch_scores.sum(axis=0, dtype=np.float64)
-            if pooled is None:
-                pooled = reduced
-            else:
-                pooled = np.maximum(pooled, reduced) if pooling == "max" else pooled + reduced
-            count += len(batch)
-        return pooled if pooling == "max" else (pooled / count).astype(np.float32)
-
-    def __call__(
-        self,
-        audio,
-        *,
-        sampling_rate: int | None = None,
-        top_k: int | None = 5,
-        hop_seconds: float | None = None,
-        pooling: str = "max",
-    ) -> list[Tag]:
-        """The `top_k` best tags (all labels for None), highest score first (ties: lower index first)."""
-        if top_k is not None and not 1 <= top_k <= len(self.labels):
-            raise ValueError(f"top_k must be in 1..{len(self.labels)} or None, got {top_k}")
-        scores = self.scores(audio, sampling_rate=sampling_rate, hop_seconds=hop_seconds, pooling=pooling)
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return [Tag(self.labels[i], float(scores[i]), int(i), self.mids[i]) for i in order]
-
-    def cue(self, audio, *, sampling_rate: int | None = None, top_k: int = 5, **options) -> Cue:
-        """The `top_k` tags of `audio` as a Cue (source "audio"); `options` go to `__call__`."""
-        tags = self(audio, sampling_rate=sampling_rate, top_k=top_k, **options)
-        return Cue(labels=tuple((tag.label, tag.score) for tag in tags), source="audio")
