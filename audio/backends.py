@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from audio.cue import Cue
+from xmcommon.threads import MODEL_BUILD_LOCK
 from audio.loading import DEFAULT_BLOCK_SECONDS, prepare_waveform, stream_audio
 from audio.windows import iter_windows, trim_silence
 
@@ -184,13 +185,15 @@ class Backend:
     hub_ids: bool = False
 
     def load(self, name_or_path, **options) -> AudioTagger:
+        """Load with this backend, holding the project's model-build lock (see `xmcommon.threads`)."""
         loader = self.loader
         if isinstance(loader, str):
             module, _, attribute = loader.partition(":")
             loader = importlib.import_module(module)
             for part in attribute.split("."):
                 loader = getattr(loader, part)
-        return loader(name_or_path, **options)
+        with MODEL_BUILD_LOCK:
+            return loader(name_or_path, **options)
 
 
 _BACKENDS: dict[str, Backend] = {}

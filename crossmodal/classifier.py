@@ -104,9 +104,12 @@ class GuidedClassifier:
             audio, sampling_rate = audio
         return self.cues.from_audio(audio, sampling_rate, top_k)
 
-    def cue_stream(self, sampling_rate: int, **options: Any):
-        """A :class:`crossmodal.stream.CueStream` for PCM chunks (options: window_seconds, interval_seconds, top_k)."""
-        return self.cues.stream(sampling_rate, **options)
+    def cue_stream(self, sampling_rate: int, *, top_k: int = 5, window_seconds: float = 2.0,
+                   interval_seconds: float = 1.0):
+        """A :class:`crossmodal.stream.CueStream` for PCM chunks at ``sampling_rate`` Hz: re-tags the last
+        ``window_seconds`` every ``interval_seconds``; bad options or a missing audio model fail here."""
+        return self.cues.stream(sampling_rate, top_k=top_k, window_seconds=window_seconds,
+                                interval_seconds=interval_seconds)
 
     @property
     def device(self) -> torch.device:

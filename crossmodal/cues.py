@@ -8,9 +8,9 @@ to share one between classifiers.
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
-from typing import Any
 
 import numpy as np
 
@@ -20,7 +20,8 @@ from vision import SeqParModel
 
 from .stream import CueStream
 
-DEFAULT_AUDIO_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
+DEFAULT_AUDIO_MODEL = "yamnet"  # the packaged offline tagger; an AST hub id or directory for higher accuracy
+SILENT = "the sound is digital silence throughout: nothing was heard"
 
 
 class CueGuides:
@@ -49,8 +50,12 @@ class CueGuides:
                 self._tagger = AudioTagger.from_pretrained(self.audio_model)
             return self._tagger
 
-    def from_cue(self, cue: Cue) -> Guide:
-        """Map a cue; every node of the model's tree whose classes are all cued gets a gain as well."""
+    def from_cue(self, cue: Cue | None) -> Guide:
+        """Map a cue; every node of the model's tree whose classes are all cued gets a gain as well.
+
+        ``None`` (a silent sound: the tagger heard nothing) gives a guide that is not confident."""
+        if cue is None:
+            return Guide.abstain([SILENT], source="audio")
         guide = self.mapper.map(cue)
         return guide.with_gains(self.model.node_gains(guide.class_gains()))
 
@@ -58,7 +63,8 @@ class CueGuides:
         return self.from_cue(TextCue(text))
 
     def audio_cue(self, audio: str | os.PathLike | np.ndarray, sampling_rate: int | None = None,
-                  top_k: int = 5) -> Cue:
+                  top_k: int = 5) -> Cue | None:
+        """The tagger's cue for a sound, ``None`` for digital silence."""
         return self.tagger.cue(audio, sampling_rate=sampling_rate, top_k=top_k)
 
     def from_audio(self, audio: str | os.PathLike | np.ndarray, sampling_rate: int | None = None,
@@ -66,7 +72,16 @@ class CueGuides:
         """A guide from a sound file or a waveform (``sampling_rate`` required for waveforms)."""
         return self.from_cue(self.audio_cue(audio, sampling_rate, top_k))
 
-    def stream(self, sampling_rate: int, top_k: int = 5, **options: Any) -> CueStream:
-        """A :class:`CueStream` that tags with the audio model and maps with the mapper (options: window/interval)."""
-        return CueStream(lambda wave, rate: self.audio_cue(wave, rate, top_k), self.from_cue,
-                         sampling_rate=sampling_rate, **options)
+    def stream(self, sampling_rate: int, *, top_k: int = 5, window_seconds: float = 2.0,
+               interval_seconds: float = 1.0) -> CueStream:
+        """A :class:`CueStream` that tags with the audio model and maps with the mapper.
+
+        Everything is checked, and the audio model loaded, now: a bad option or a missing model fails here,
+        not in the middle of the stream."""
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        stream = CueStream(lambda wave, rate: self.audio_cue(wave, rate, int(top_k)), self.from_cue,
+                           sampling_rate=sampling_rate, window_seconds=window_seconds,
+                           interval_seconds=interval_seconds)
+        self.tagger  # noqa: B018 - load now
+        return stream

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mappings.guide import shorten
 from xmcommon.cli import render_json, run_cli
 
 from .result import MODES
 
-OFFLINE_HINT = "Pass a local audio model with --audio-model DIR; --text works offline (e.g. --text \"meow\")."
+OFFLINE_HINT = ("The packaged 'yamnet' tagger works offline (the default); pass another local audio model with "
+                "--audio-model DIR, or a text cue (e.g. --text \"meow\").")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -24,14 +26,15 @@ def get_args_parser() -> argparse.ArgumentParser:
                                        "parts of a SeqPar network that matter for the cued categories.")
     parser.add_argument("--image", required=True, help="image file to classify")
     cue = parser.add_mutually_exclusive_group()
-    cue.add_argument("--audio", help="sound file whose tags (AST, AudioSet labels) give the cue")
+    cue.add_argument("--audio", help="sound file whose tags (AudioSet labels) give the cue")
     cue.add_argument("--text", help="text cue, e.g. 'meow' or 'find the cat'")
     parser.add_argument("--mode", choices=MODES, default=None,
                         help="default: cutout+attend with a cue, unguided without")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--model", default="default", help="SeqPar model directory (default: the packaged model)")
     parser.add_argument("--audio-model", default=None,
-                        help="AST checkpoint: Hub id (needs network or the Hub cache) or local directory")
+                        help="audio tagger: 'yamnet' (the packaged default, offline), an AST hub id (needs network or "
+                             "the hub cache) or a local model directory")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
 
@@ -90,7 +93,7 @@ def format_text(out: dict[str, Any]) -> str:
     """The human-readable report of :func:`main`'s result."""
     lines = [f"image: {out['image']}   model: {out['model']}"]
     if out["cue"] is not None:
-        labels = ", ".join(f"{c['label']} ({c['score']:.2f})" for c in out["cue"]["labels"])
+        labels = ", ".join(f"{shorten(c['label'])} ({c['score']:.2f})" for c in out["cue"]["labels"])
         lines.append(f"cue ({out['cue']['source']}): {labels}")
     if out["guide"] is not None:
         guide = out["guide"]
@@ -100,6 +103,8 @@ def format_text(out: dict[str, Any]) -> str:
         lines.append(guide["explanation"])
     mode = out["mode"] + (f" (requested {out['requested_mode']}; fallback: {out['fallback']})" if out["fallback"] else "")
     lines.append(f"mode: {mode}")
+    if out["cue_agreement"] is not None:
+        lines.append(f"cue agreement: {out['cue_agreement']:.2f} (probability that the image shows a cued class)")
     cost = out["cost"]
     lines.append(f"cost: {cost['params']:,} params, {cost['gmacs']:.3f} GMACs  vs full model "
                  f"{cost['full_params']:,} params, {cost['full_gmacs']:.3f} GMACs  "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -9,8 +10,9 @@ import numpy as np
 
 from mappings import Guide
 
-TagFn = Callable[[np.ndarray, int], Any]  # (mono float32 waveform, sampling rate) -> a Cue
-GuideFn = Callable[[Any], Guide]  # Cue -> Guide
+TagFn = Callable[[np.ndarray, int], Any]  # (mono float32 waveform, sampling rate) -> a Cue (None: silence)
+GuideFn = Callable[[Any], Guide]  # Cue (or None) -> Guide
+MAX_CHANNELS = 32  # a chunk with more "channels" than this is taken for a channels-first array and refused
 
 
 class CueStream:
@@ -24,8 +26,9 @@ class CueStream:
 
     def __init__(self, tag: TagFn, to_guide: GuideFn, *, sampling_rate: int, window_seconds: float = 2.0,
                  interval_seconds: float = 1.0):
-        if not isinstance(sampling_rate, int) or sampling_rate <= 0:
+        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, numbers.Integral) or sampling_rate <= 0:
             raise ValueError(f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}")
+        sampling_rate = int(sampling_rate)
         if not window_seconds > 0 or not interval_seconds > 0:
             raise ValueError(f"window_seconds and interval_seconds must be > 0, got {window_seconds}, {interval_seconds}")
         self.tag, self.to_guide = tag, to_guide
@@ -75,6 +78,9 @@ def _to_mono_float(chunk: np.ndarray) -> np.ndarray:
         raise ValueError(f"a PCM chunk must be a numpy array, got {type(chunk).__name__}")
     if chunk.ndim not in (1, 2):
         raise ValueError(f"a PCM chunk must be 1-D (mono) or (samples, channels), got shape {chunk.shape}")
+    if chunk.ndim == 2 and chunk.shape[1] > MAX_CHANNELS:
+        raise ValueError(f"a PCM chunk of shape {chunk.shape} has {chunk.shape[1]} channels: expected (samples, "
+                         f"channels) with at most {MAX_CHANNELS} channels; transpose a channels-first chunk")
     if chunk.dtype == np.int16:
         samples = chunk.astype(np.float32) / 32768.0
     elif np.issubdtype(chunk.dtype, np.floating):

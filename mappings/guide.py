@@ -114,9 +114,9 @@ class Guide:
             more = f" (+{len(m.classes) - 6} more)" if len(m.classes) > 6 else ""
             via = f" via {m.via}" if m.via else ""
             sim = f" (cosine {m.similarity:.2f})" if m.method == "embedding" else ""
-            lines.append(f"  {_short(m.label)!r} (score {m.score:.2f}){via} -> {m.method} {m.matched!r}{sim} "
+            lines.append(f"  {shorten(m.label)!r} (score {m.score:.2f}){via} -> {m.method} {m.matched!r}{sim} "
                          f"-> {names}{more}")
-        lines.extend(f"  {_short(note, 200)}" for note in self.notes)
+        lines.extend(f"  {shorten(note, 200)}" for note in self.notes)
         nodes = {k: v for k, v in self.gains if isinstance(k, str)}
         if nodes:
             shown = [f"{k} {v:.2f}" for k, v in sorted(nodes.items())]
@@ -135,7 +135,7 @@ class Guide:
                 "source": self.source, "explanation": self.explain()}
 
 
-def _short(text: str, limit: int = 60) -> str:
+def shorten(text: str, limit: int = 60) -> str:
     """``text`` cut to ``limit`` characters (an explanation stays short for a very long cue)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

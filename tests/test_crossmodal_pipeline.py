@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def test_cli_exit_codes_for_bad_input_and_internal_errors(model_dir, images, wav
     assert code == 2 and err == f"error: --audio {tmp_path / 'x.wav'}: file not found\n"
     code, _, err = run_cli(run, ["--image", image, "--model", model_dir, "--audio", wav,
                                  "--audio-model", "crossmodal-tests/no-such-audio-model"], capsys)
-    assert code == 2 and err.count("\n") == 1 and "--text works offline" in err and "--audio-model DIR" in err
+    assert code == 2 and err.count("\n") == 1 and "'yamnet' tagger works offline" in err and "--audio-model DIR" in err
     with pytest.raises(SystemExit) as exit_info:
         run.cli(["--image", str(image), "--mode", "everything"])
     assert exit_info.value.code == 2 and "invalid choice: 'everything'" in capsys.readouterr().err
@@ -217,3 +218,37 @@ def test_calibration_writes_gains_the_classifier_uses(model_dir, images, tmp_pat
     assert reloaded.model.config.calibration.level_gains == tuple(found["level_gains"])
     assert reloaded.model.config.metadata["calibration_run"]["images"] == 14
 
+
+def test_a_sound_cue_works_offline_by_default_on_a_real_clip(shared_data, tmp_path, capsys):
+    """The headline command, `crossmodal.run --image photo --audio meow.wav`, with no --audio-model: YAMNet."""
+    pytest.importorskip("skimage")
+    photo = Path(pytest.importorskip("skimage").__file__).parent / "data" / "chelsea.png"
+    code, out, err = run_cli(run, ["--image", photo, "--audio", shared_data / "audio" / "esc50" / "cat.wav",
+                                   "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["cue"]["source"] == "audio" and data["guide"]["confident"]
+    assert set(data["guide"]["classes"]) & {281, 282, 283, 284, 285} and data["mode"] == "cutout+attend"
+    assert data["predictions"][0]["class_id"] in {281, 282, 283, 284, 285}  # the photo is a cat
+    assert "load_audio_model_ms" in data["timings"] and "audio_tagging_ms" in data["timings"]
+
+
+def test_silence_gives_an_abstaining_guide_and_streams_check_their_options(clf, tmp_path):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16_000, np.float32), 16_000)
+    model = GuidedClassifier(clf.model)  # the default audio model: the packaged YAMNet
+    guide = model.guide(audio=silent)
+    assert not guide.confident and guide.source == "audio" and "digital silence" in guide.explain()
+    result = model.predict(np.zeros((30, 30, 3), np.uint8), guide, "cutout")
+    assert result.mode == "unguided" and result.fallback == "the guide is not confident"
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        model.cue_stream(16_000, top_k=0)
+    with pytest.raises(ValueError, match="window_seconds and interval_seconds must be > 0"):
+        model.cue_stream(16_000, window_seconds=-1)
+    from crossmodal.cues import CueGuides
+
+    missing = GuidedClassifier(clf.model, cues=CueGuides(clf.model, audio_model=tmp_path / "no-model"))
+    with pytest.raises(FileNotFoundError):
+        missing.cue_stream(16_000)  # the audio model loads when the stream is made, not at its first chunk
+    stream = model.cue_stream(np.int64(16_000), window_seconds=1.0, interval_seconds=0.5)
+    assert stream.push(np.zeros(8000, np.float32)).confident is False  # silence: an abstaining guide

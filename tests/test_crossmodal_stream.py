@@ -83,3 +83,12 @@ def test_bad_settings_raise():
         CueStream(str, Recorder.to_guide, sampling_rate=0)
     with pytest.raises(ValueError, match="must be > 0"):
         CueStream(str, Recorder.to_guide, sampling_rate=RATE, interval_seconds=0)
+
+
+def test_channels_first_chunks_are_refused_not_misread():
+    rec = Recorder()
+    stream = CueStream(rec.tag, rec.to_guide, sampling_rate=RATE)
+    with pytest.raises(ValueError, match=r"shape \(2, 512\) has 512 channels: expected \(samples, channels\)"):
+        stream.push(np.zeros((2, 512), np.float32))
+    stream.push(np.zeros((512, 2), np.float32))  # (samples, channels) is fine
+    assert stream._filled == stream.window  # 512 samples filled the 200-sample window
