@@ -1,8 +1,9 @@
-"""``python -m crossmodal.calibrate --images VAL --cue-from-label superclass --model DIR``: calibrate attention gains.
+"""``python -m crossmodal.calibrate --images VAL --cue-from-label superclass --model DIR --out DIR2``: calibrate a model.
 
-Finds the gain per tree level that maximises guided top-1 on a validation folder and saves the model
-with it (``config.calibration``) to ``--out`` (default: back to ``--model``). The library is
-:mod:`crossmodal.calibration`.
+Fits, on a validation folder, the attention gain per tree level, the cue agreement (with misleading cues
+made from other classes' labels, when cues come from labels) and one softmax temperature per mode, and
+saves the model with them (``config.calibration``) to ``--out`` (default: back to ``--model``). The library
+is :mod:`crossmodal.calibration`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     cues.add_argument("--cue-from-label", choices=CUE_KINDS)
     parser.add_argument("--model", required=True, help="SeqPar model directory to calibrate")
     parser.add_argument("--out", help="where to save the calibrated model (default: overwrite --model)")
-    parser.add_argument("--mode", default="cutout+attend", choices=("attend", "cutout+attend"))
+    parser.add_argument("--mode", default="attend", choices=("attend", "cutout+attend"),
+                        help="the mode whose top-1 the level gains maximise")
     parser.add_argument("--grid", default=",".join(f"{g:g}" for g in DEFAULT_GRID))
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
@@ -47,10 +49,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     clf = GuidedClassifier.from_pretrained(args.model)
     clf.level_gains = None  # search from the guides' own gains, not from an earlier calibration
     items = build_items(images, cue_csv=args.cues, cue_from_label=args.cue_from_label, classes=clf.model.class_ids)
-    found = calibrate(clf, items, mode=args.mode, grid=grid, progress=not args.no_progress)
+    wrong = build_items(images, cue_from_label=args.cue_from_label, wrong_cue_rate=1.0, seed=1,
+                        classes=clf.model.class_ids) if args.cue_from_label else []
+    found = calibrate(clf, items, wrong_items=wrong, gain_mode=args.mode, grid=grid, progress=not args.no_progress)
     record = {k: v for k, v in found.items() if k != "trials"} | {"validation": str(args.images),
                                                                   "cues": args.cues or f"label {args.cue_from_label}"}
-    clf.model.config = calibrated_config(clf.model.config, found["level_gains"], record)
+    clf.model.config = calibrated_config(clf.model.config, found, record)
     out = Path(args.out or args.model)
     clf.model.save_pretrained(out)
     return {**found, "saved": str(out)}

@@ -1,15 +1,24 @@
-"""The attention gain per tree level that maximises guided top-1: the library behind ``python -m crossmodal.calibrate``.
+"""Fitting a model's calibration on validation photos: the library behind ``python -m crossmodal.calibrate``.
 
-The paper tuned one gain scalar per dataset by hand. Here a coordinate search over a grid, level by
-level (starting from the guides' own gains), picks the gain of the cued nodes at each level on a
-validation folder; :func:`calibrated_config` stores it as the model's typed ``config.calibration``,
-where :class:`GuidedClassifier` reads it. Trunk features are computed once per image.
+Three settings, fitted in order and stored as the typed ``config.calibration`` (:func:`calibrated_config`):
+
+1. **Level gains** (the paper tuned one gain by hand): a coordinate search over a grid, level by level,
+   for the gain of the cued nodes that maximises guided top-1 (``gain_mode``, default ``attend``).
+2. **Cue agreement**: a logistic map from a cue's evidence (the highest plain logit among its classes) to
+   the probability that the image shows one of them, fitted by maximum likelihood on right cues (target:
+   the guide holds the true class) and misleading ones (other classes' cues, target 0).
+3. **Temperatures**, one per mode: the temperature that makes the top-1 confidence most honest (least
+   binary cross-entropy against top-1 correctness) on the right cues.
+
+Trunk features are computed once per image.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,36 +26,83 @@ from tqdm import tqdm
 
 from mappings import Guide
 from vision import SeqParConfig
-from vision.eval.metrics import hits_at_k
+from vision.eval.metrics import auroc, calibration, hits_at_k
 
 from .classifier import GuidedClassifier
-from .evaluation import EvalItem, guide_for_cue
+from .evaluation import CALIBRATION_BINS, EvalItem, guide_for_cue
+from .result import MODES
+from .scoring import Scorer, evidence
 
 DEFAULT_GRID = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+TEMPERATURES = tuple(math.exp(x / 20) for x in range(-40, 61))  # 0.14 .. 20, about 5 % apart
 
 
-def calibrate(clf: GuidedClassifier, items: Sequence[EvalItem], *, mode: str = "cutout+attend",
-              grid: Sequence[float] = DEFAULT_GRID, progress: bool = True) -> dict[str, Any]:
-    """Best gain per level (``None``: keep the guides' gains) and the top-1 before and after."""
-    if mode not in ("attend", "cutout+attend"):
-        raise ValueError(f"calibration needs an attention mode ('attend' or 'cutout+attend'), got {mode!r}")
+@dataclass(frozen=True)
+class _Sample:
+    """One validation image with its cue: trunk features, guide and true class."""
+
+    features: torch.Tensor
+    guide: Guide | None
+    label: int
+
+
+def calibrate(clf: GuidedClassifier, items: Sequence[EvalItem], *, wrong_items: Sequence[EvalItem] = (),
+              gain_mode: str = "attend", grid: Sequence[float] = DEFAULT_GRID, modes: Sequence[str] = MODES,
+              progress: bool = True) -> dict[str, Any]:
+    """Fit level gains, the cue agreement (needs ``wrong_items``: the same kind of images with misleading
+    cues) and a temperature per mode; returns the settings and the figures before and after."""
+    if gain_mode not in ("attend", "cutout+attend"):
+        raise ValueError(f"gain calibration needs an attention mode ('attend' or 'cutout+attend'), got {gain_mode!r}")
     if not grid or any(not 0 <= g < float("inf") for g in grid):
         raise ValueError(f"grid must be non-empty finite gains >= 0, got {list(grid)}")
-    cached: list[tuple[torch.Tensor, Guide | None, int]] = []
+    right = _samples(clf, items, progress, "right cues")
+    wrong = _samples(clf, wrong_items, progress, "misleading cues")
+    if not any(s.guide is not None and s.guide.confident for s in right):
+        raise ValueError("no image has a confident guide: nothing to calibrate")
+    gains = _fit_level_gains(clf, right, gain_mode, grid)
+    clf.level_gains = tuple(gains["level_gains"])
+    agreement = _fit_agreement(clf, right, wrong) if wrong else None
+    scorer = Scorer({}, *(agreement["scale"], agreement["offset"]) if agreement else (1.0, 0.0))
+    temperatures: dict[str, float] = {}
+    figures = {}
+    for mode in sorted(modes, key=lambda m: m != "unguided"):  # unguided first: guided modes fall back to it
+        outputs = [clf.logits(s.features, s.guide, mode) for s in right]
+        ran = [(raw, s.label) for raw, s in zip(outputs, right) if raw.mode == mode]
+        before = dataclasses.replace(scorer, temperatures=dict(temperatures))
+        temperatures[mode] = _fit_temperature([r for r, _ in ran], [label for _, label in ran], before, mode)
+        figures[mode] = {"ece_before": _ece(outputs, right, Scorer({})),
+                         "ece_after": _ece(outputs, right, dataclasses.replace(scorer, temperatures=temperatures))}
+    return {**gains, "agreement": agreement, "temperatures": temperatures, "figures": figures,
+            "images": len(right), "misleading_cues": len(wrong)}
+
+
+def calibrated_config(config: SeqParConfig, found: Mapping[str, Any], record: Mapping[str, Any]) -> SeqParConfig:
+    """``config`` with the fitted settings of :func:`calibrate` as its ``calibration``, and ``record`` (how they
+    were found) in its metadata."""
+    agreement = found.get("agreement")
+    calibration = dataclasses.replace(
+        config.calibration, level_gains=tuple(found["level_gains"]), temperatures=dict(found["temperatures"]),
+        agreement=(agreement["scale"], agreement["offset"]) if agreement else config.calibration.agreement)
+    return config.replace(calibration=calibration, metadata={**config.metadata, "calibration_run": dict(record)})
+
+
+def _samples(clf: GuidedClassifier, items: Sequence[EvalItem], progress: bool, what: str) -> list[_Sample]:
     guides: dict[str, Guide] = {}
-    for item in tqdm(items, desc="calibrate: trunk features", unit="img", disable=not progress):
+    out = []
+    for item in tqdm(items, desc=f"calibrate: {what}", unit="img", disable=not progress):
         if item.cue is not None and item.cue not in guides:
             guides[item.cue] = guide_for_cue(clf, item.cue)
         features = clf.trunk_features(clf.preprocessor([item.image.path]))
-        cached.append((features, guides.get(item.cue) if item.cue else None, item.image.class_id))
-    if not any(g is not None and g.confident for _, g, _ in cached):
-        raise ValueError("no image has a confident guide: nothing to calibrate")
+        out.append(_Sample(features, guides.get(item.cue) if item.cue else None, item.image.class_id))
+    return out
 
-    labels = torch.tensor([label for _, _, label in cached])
+
+def _fit_level_gains(clf: GuidedClassifier, samples: list[_Sample], mode: str, grid: Sequence[float]) -> dict:
+    labels = torch.tensor([s.label for s in samples])
 
     def top1(levels: list[float | None]) -> float:
-        predicted = torch.tensor([[clf.predict_features(f, g, mode, top_k=1, level_gains=levels)[0].top1.class_id]
-                                  for f, g, _ in cached])
+        predicted = torch.tensor([[clf.predict_features(s.features, s.guide, mode, top_k=1,
+                                                        level_gains=levels)[0].top1.class_id] for s in samples])
         return hits_at_k(predicted, labels, 1).double().mean().item()
 
     best: list[float | None] = [None] * len(clf.model.levels)
@@ -59,12 +115,72 @@ def calibrate(clf: GuidedClassifier, items: Sequence[EvalItem], *, mode: str = "
             trials.append({"level_gains": candidate, "top1": score})
             if score > best_score:
                 best, best_score = candidate, score
-    return {"level_gains": best, "mode": mode, "grid": [float(g) for g in grid], "images": len(cached),
-            "baseline_top1": baseline, "calibrated_top1": best_score, "trials": trials}
+    return {"level_gains": best, "gain_mode": mode, "grid": [float(g) for g in grid], "baseline_top1": baseline,
+            "calibrated_top1": best_score, "trials": trials}
 
 
-def calibrated_config(config: SeqParConfig, level_gains: Sequence[float | None],
-                      record: Mapping[str, Any]) -> SeqParConfig:
-    """``config`` with ``calibration.level_gains`` set, and ``record`` (how they were found) in its metadata."""
-    calibration = dataclasses.replace(config.calibration, level_gains=tuple(level_gains))
-    return config.replace(calibration=calibration, metadata={**config.metadata, "calibration_run": dict(record)})
+def _fit_agreement(clf: GuidedClassifier, right: list[_Sample], wrong: list[_Sample]) -> dict | None:
+    """Logistic regression of "the guide holds the true class" on the cue's evidence score."""
+    scores, targets = [], []
+    for s in right + wrong:
+        if s.guide is None or not s.guide.confident:
+            continue
+        raw = clf.logits(s.features, s.guide, "cutout")
+        if raw.cued is None:
+            continue
+        scores.append(float(evidence(raw.cued)[0]))
+        targets.append(float(s.label in raw.ids))
+    x, y = torch.tensor(scores, dtype=torch.float64), torch.tensor(targets, dtype=torch.float64)
+    if len(set(targets)) < 2:
+        return None
+    scale, offset = fit_logistic(x, y)
+    return {"scale": scale, "offset": offset, "cues": len(targets), "auroc": auroc(x, y.bool())}
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3, steps: int = 50) -> tuple[float, float]:
+    """``(scale, offset)`` maximising the likelihood of ``y`` in {0, 1} under ``sigmoid(scale * x + offset)``
+    (Newton's method; ``ridge`` keeps it finite when the classes are separable)."""
+    mean, std = x.mean(), x.std().clamp_min(1e-12)
+    design = torch.stack([(x - mean) / std, torch.ones_like(x)], 1)
+    w = torch.zeros(2, dtype=torch.float64)
+    for _ in range(steps):
+        p = torch.sigmoid(design @ w)
+        gradient = design.T @ (p - y) + ridge * w
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + ridge * torch.eye(2, dtype=torch.float64)
+        step = torch.linalg.solve(hessian, gradient)
+        w -= step
+        if step.abs().max() < 1e-10:
+            break
+    scale = w[0] / std
+    return float(scale), float(w[1] - scale * mean)
+
+
+def _confidences(outputs: list, labels: list[int], scorer: Scorer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 confidence and correctness of every output under ``scorer``."""
+    confidence, correct = [], []
+    for raw, label in zip(outputs, labels):
+        agreement = None if raw.cued is None else scorer.agreement(raw.cued)
+        probs = scorer.probabilities(raw.mode, raw.logits, agreement)[0]
+        top = int(probs.argmax())
+        confidence.append(float(probs[top]))
+        correct.append(raw.ids[top] == label)
+    return torch.tensor(confidence, dtype=torch.float64), torch.tensor(correct, dtype=torch.float64)
+
+
+def _fit_temperature(outputs: list, labels: list[int], scorer: Scorer, mode: str) -> float:
+    """The temperature of ``mode`` with the least binary cross-entropy of top-1 confidence vs correctness
+    over the ``outputs`` of that mode (1 without any)."""
+    if not outputs:
+        return 1.0
+
+    def loss(t: float) -> float:
+        p, y = _confidences(outputs, labels, dataclasses.replace(scorer, temperatures={**scorer.temperatures, mode: t}))
+        p = p.clamp(1e-7, 1 - 1e-7)
+        return float(-(y * p.log() + (1 - y) * (1 - p).log()).mean())
+
+    return min(TEMPERATURES, key=loss)
+
+
+def _ece(outputs: list, samples: list[_Sample], scorer: Scorer) -> float:
+    confidence, correct = _confidences(outputs, [s.label for s in samples], scorer)
+    return calibration(confidence, correct, CALIBRATION_BINS).ece

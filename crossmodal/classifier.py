@@ -198,11 +198,11 @@ class GuidedClassifier:
         return self._branches(features, guide, mode, top_k, level_gains, (preprocess_ms, trunk_ms), min_agreement)
 
     @torch.inference_mode()
-    def _branches(self, features: torch.Tensor, guide: Guide | None, mode: str, top_k: int,
-                  level_gains: Sequence[float | None] | None, timings: tuple[float, float],
-                  min_agreement: float | None) -> list[GuidedResult]:
+    def logits(self, features: torch.Tensor, guide: Guide | None, mode: str,
+               level_gains: Sequence[float | None] | None = None) -> RawOutput:
+        """What a mode computes before any probability: the network that runs, its (attended) logits over the
+        classes it outputs and the plain logits of the cued classes (what the cue agreement reads)."""
         ran, fallback, classes = self.resolve(guide, mode)
-        threshold = self.min_agreement if min_agreement is None else _check_min_agreement(min_agreement)
         start = time.perf_counter()
         net, cost, cached = self.model, self.full_cost, None
         if ran.startswith("cutout"):
@@ -215,23 +215,33 @@ class GuidedClassifier:
             if not gains:
                 ran = "cutout" if ran == "cutout+attend" else "unguided"
                 fallback = "no gain key of the guide is known to this model"
-        start = time.perf_counter()
         attended, plain = net.attend_branches(features, net.level_gains(gains or None, features.shape[0]))
-        run_cost = RunCost(cost.params, cost.macs, self.full_cost.params, self.full_cost.macs)
-        ids, agreement = net.class_ids, None
+        ids, cued = net.class_ids, None
         if ran != "unguided":
-            cued = [net.class_ids.index(c) for c in classes]
-            agreement = self.scorer.agreement(plain[:, cued])
+            columns = [net.class_ids.index(c) for c in classes]
+            cued = plain[:, columns]
             if ran == "mask":
-                attended, ids = attended[:, cued], classes
-        outcomes = [_Outcome(ran, fallback, ids, p, run_cost, None if agreement is None else float(agreement[i]))
-                    for i, p in enumerate(self.scorer.probabilities(ran, attended, agreement))]
+                attended, ids = attended[:, columns], classes
+        return RawOutput(ran, fallback, tuple(ids), attended, cued, plain if net is self.model else None,
+                         RunCost(cost.params, cost.macs, self.full_cost.params, self.full_cost.macs), cached,
+                         tuple(gains.items()), select_ms)
+
+    @torch.inference_mode()
+    def _branches(self, features: torch.Tensor, guide: Guide | None, mode: str, top_k: int,
+                  level_gains: Sequence[float | None] | None, timings: tuple[float, float],
+                  min_agreement: float | None) -> list[GuidedResult]:
+        threshold = self.min_agreement if min_agreement is None else _check_min_agreement(min_agreement)
+        start = time.perf_counter()
+        raw = self.logits(features, guide, mode, level_gains)
+        agreement = None if raw.cued is None else self.scorer.agreement(raw.cued)
+        outcomes = [_Outcome(raw.mode, raw.fallback, raw.ids, p, raw.cost,
+                             None if agreement is None else float(agreement[i]))
+                    for i, p in enumerate(self.scorer.probabilities(raw.mode, raw.logits, agreement))]
         if threshold is not None and agreement is not None:
-            self._fall_back_below(threshold, outcomes, features, plain if net is self.model else None)
-        branches_ms = 1e3 * (time.perf_counter() - start)
-        times = Timings(timings[0], timings[1], select_ms, branches_ms)
-        applied = tuple(gains.items())
-        return [o.result(mode, guide, applied, times, cached, top_k, self.class_names) for o in outcomes]
+            self._fall_back_below(threshold, outcomes, features, raw.full_logits)
+        branches_ms = 1e3 * (time.perf_counter() - start) - raw.select_ms
+        times = Timings(timings[0], timings[1], raw.select_ms, branches_ms)
+        return [o.result(mode, guide, raw.gains, times, raw.cached, top_k, self.class_names) for o in outcomes]
 
     def _fall_back_below(self, threshold: float, outcomes: list[_Outcome], features: torch.Tensor,
                          full_logits: torch.Tensor | None) -> None:
@@ -253,6 +263,24 @@ class GuidedClassifier:
         for i, probs in zip(low, self.scorer.probabilities("unguided", full_logits, None)):
             reason = f"the image does not support the cue (agreement {outcomes[i].agreement:.2f} < {threshold:.2f})"
             outcomes[i] = _Outcome("unguided", reason, self.model.class_ids, probs, cost, outcomes[i].agreement)
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    """:meth:`GuidedClassifier.logits`: ``mode`` is what ran (``fallback`` why it differs), ``logits`` ``(B, K)``
+    over the output classes ``ids``, ``cued`` the plain logits of the guide's classes (``None`` unguided),
+    ``full_logits`` the full model's plain logits when the full model ran."""
+
+    mode: str
+    fallback: str | None
+    ids: tuple[int, ...]
+    logits: torch.Tensor
+    cued: torch.Tensor | None
+    full_logits: torch.Tensor | None
+    cost: RunCost
+    cached: bool | None
+    gains: tuple[tuple[GainKey, float], ...]
+    select_ms: float
 
 
 @dataclass

@@ -15,7 +15,7 @@ from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassificati
 
 from audio import AudioTagger, TextCue
 from audio.labels import audioset_labels
-from crossmodal import GuidedClassifier
+from crossmodal import MODES, GuidedClassifier
 from crossmodal import calibrate as calibrate_cli
 from crossmodal import evaluate as evaluate_cli
 from crossmodal import run
@@ -204,7 +204,7 @@ def test_cue_csv_with_text_and_audio(clf, images, wav, tmp_path):
         build_items([], cue_csv=tmp_path / "bad.csv")
 
 
-def test_calibration_writes_gains_the_classifier_uses(model_dir, images, tmp_path):
+def test_calibration_writes_the_settings_the_classifier_uses(model_dir, images, tmp_path):
     out = tmp_path / "calibrated"
     args = calibrate_cli.get_args_parser().parse_args(
         ["--images", str(images), "--cue-from-label", "superclass", "--model", str(model_dir), "--out", str(out),
@@ -213,10 +213,27 @@ def test_calibration_writes_gains_the_classifier_uses(model_dir, images, tmp_pat
     assert len(found["level_gains"]) == 3 and found["calibrated_top1"] >= found["baseline_top1"]
     assert len(found["trials"]) == 1 + 3 * 2
     assert found["calibrated_top1"] == max(t["top1"] for t in found["trials"])
+    assert set(found["temperatures"]) == set(MODES) and found["misleading_cues"] == 14
+    assert all(0 <= f["ece_after"] <= 1 and 0 <= f["ece_before"] <= 1 for f in found["figures"].values())
     reloaded = GuidedClassifier.from_pretrained(out)
+    calibration = reloaded.model.config.calibration
     assert list(reloaded.level_gains or [None] * 3) == found["level_gains"]
-    assert reloaded.model.config.calibration.level_gains == tuple(found["level_gains"])
+    assert calibration.temperatures == found["temperatures"]
+    assert calibration.agreement == (found["agreement"]["scale"], found["agreement"]["offset"])
     assert reloaded.model.config.metadata["calibration_run"]["images"] == 14
+    with pytest.raises(ValueError, match="--model default is the packaged model: give --out"):
+        calibrate_cli.main(calibrate_cli.get_args_parser().parse_args(
+            ["--images", str(images), "--cue-from-label", "class", "--model", "default"]))
+
+
+def test_fit_logistic_recovers_a_known_map():
+    from crossmodal.calibration import fit_logistic
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(20_000, generator=generator, dtype=torch.float64) * 3
+    y = (torch.rand(20_000, generator=generator, dtype=torch.float64) < torch.sigmoid(0.8 * x - 1.5)).double()
+    scale, offset = fit_logistic(x, y)
+    assert scale == pytest.approx(0.8, abs=0.05) and offset == pytest.approx(-1.5, abs=0.08)
 
 
 def test_a_sound_cue_works_offline_by_default_on_a_real_clip(shared_data, tmp_path, capsys):
