@@ -17,7 +17,7 @@ from vision.data import list_labelled_images
 from vision.io import DEFAULT_MODEL_NAME
 from xmcommon.cli import render_json, run_cli
 
-from .calibration import DEFAULT_GRID, calibrate, calibrated_config
+from .calibration import DEFAULT_GRID, DEFAULT_WRONG_CUE_PRIOR, calibrate, calibrated_config
 from .classifier import GuidedClassifier
 from .evaluation import CUE_KINDS, build_items
 
@@ -33,6 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", default="attend", choices=("attend", "cutout+attend"),
                         help="the mode whose top-1 the level gains maximise")
     parser.add_argument("--grid", default=",".join(f"{g:g}" for g in DEFAULT_GRID))
+    parser.add_argument("--wrong-cue-prior", type=float, default=DEFAULT_WRONG_CUE_PRIOR,
+                        help="the share of misleading cues expected in use; the cue agreement is fitted for it")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -51,7 +53,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     items = build_items(images, cue_csv=args.cues, cue_from_label=args.cue_from_label, classes=clf.model.class_ids)
     wrong = build_items(images, cue_from_label=args.cue_from_label, wrong_cue_rate=1.0, seed=1,
                         classes=clf.model.class_ids) if args.cue_from_label else []
-    found = calibrate(clf, items, wrong_items=wrong, gain_mode=args.mode, grid=grid, progress=not args.no_progress)
+    found = calibrate(clf, items, wrong_items=wrong, gain_mode=args.mode, grid=grid,
+                      wrong_cue_prior=args.wrong_cue_prior, progress=not args.no_progress)
     record = {k: v for k, v in found.items() if k != "trials"} | {"validation": str(args.images),
                                                                   "cues": args.cues or f"label {args.cue_from_label}"}
     clf.model.config = calibrated_config(clf.model.config, found, record)

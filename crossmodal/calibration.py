@@ -6,7 +6,8 @@ Three settings, fitted in order and stored as the typed ``config.calibration`` (
    for the gain of the cued nodes that maximises guided top-1 (``gain_mode``, default ``attend``).
 2. **Cue agreement**: a logistic map from a cue's evidence (the highest plain logit among its classes) to
    the probability that the image shows one of them, fitted by maximum likelihood on right cues (target:
-   the guide holds the true class) and misleading ones (other classes' cues, target 0).
+   the guide holds the true class) and misleading ones (other classes' cues, target 0), weighted so that
+   misleading cues make up ``wrong_cue_prior`` of the data (the rate expected in use; default 10 %).
 3. **Temperatures**, one per mode: the temperature that makes the top-1 confidence most honest (least
    binary cross-entropy against top-1 correctness) on the right cues.
 
@@ -33,7 +34,8 @@ from .evaluation import CALIBRATION_BINS, EvalItem, guide_for_cue
 from .result import MODES
 from .scoring import Scorer, evidence
 
-DEFAULT_GRID = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+DEFAULT_GRID = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)
+DEFAULT_WRONG_CUE_PRIOR = 0.1
 TEMPERATURES = tuple(math.exp(x / 20) for x in range(-40, 61))  # 0.14 .. 20, about 5 % apart
 
 
@@ -48,9 +50,11 @@ class _Sample:
 
 def calibrate(clf: GuidedClassifier, items: Sequence[EvalItem], *, wrong_items: Sequence[EvalItem] = (),
               gain_mode: str = "attend", grid: Sequence[float] = DEFAULT_GRID, modes: Sequence[str] = MODES,
-              progress: bool = True) -> dict[str, Any]:
+              wrong_cue_prior: float = DEFAULT_WRONG_CUE_PRIOR, progress: bool = True) -> dict[str, Any]:
     """Fit level gains, the cue agreement (needs ``wrong_items``: the same kind of images with misleading
     cues) and a temperature per mode; returns the settings and the figures before and after."""
+    if not 0 < wrong_cue_prior < 1:
+        raise ValueError(f"wrong_cue_prior must be a rate in (0, 1), got {wrong_cue_prior}")
     if gain_mode not in ("attend", "cutout+attend"):
         raise ValueError(f"gain calibration needs an attention mode ('attend' or 'cutout+attend'), got {gain_mode!r}")
     if not grid or any(not 0 <= g < float("inf") for g in grid):
@@ -61,7 +65,7 @@ def calibrate(clf: GuidedClassifier, items: Sequence[EvalItem], *, wrong_items: 
         raise ValueError("no image has a confident guide: nothing to calibrate")
     gains = _fit_level_gains(clf, right, gain_mode, grid)
     clf.level_gains = tuple(gains["level_gains"])
-    agreement = _fit_agreement(clf, right, wrong) if wrong else None
+    agreement = _fit_agreement(clf, right, wrong, wrong_cue_prior) if wrong else None
     scorer = Scorer({}, *(agreement["scale"], agreement["offset"]) if agreement else (1.0, 0.0))
     temperatures: dict[str, float] = {}
     figures = {}
@@ -119,34 +123,39 @@ def _fit_level_gains(clf: GuidedClassifier, samples: list[_Sample], mode: str, g
             "calibrated_top1": best_score, "trials": trials}
 
 
-def _fit_agreement(clf: GuidedClassifier, right: list[_Sample], wrong: list[_Sample]) -> dict | None:
-    """Logistic regression of "the guide holds the true class" on the cue's evidence score."""
-    scores, targets = [], []
-    for s in right + wrong:
+def _fit_agreement(clf: GuidedClassifier, right: list[_Sample], wrong: list[_Sample], prior: float) -> dict | None:
+    """Logistic regression of "the guide holds the true class" on the cue's evidence score, the misleading cues
+    weighted to make up ``prior`` of the data."""
+    scores, targets, misleading = [], [], []
+    for s, is_wrong in [(s, False) for s in right] + [(s, True) for s in wrong]:
         if s.guide is None or not s.guide.confident:
             continue
         raw = clf.logits(s.features, s.guide, "cutout")
-        if raw.cued is None:
-            continue
         scores.append(float(evidence(raw.cued)[0]))
         targets.append(float(s.label in raw.ids))
+        misleading.append(is_wrong)
     x, y = torch.tensor(scores, dtype=torch.float64), torch.tensor(targets, dtype=torch.float64)
-    if len(set(targets)) < 2:
+    is_wrong = torch.tensor(misleading)
+    if len(set(targets)) < 2 or is_wrong.all() or not is_wrong.any():
         return None
-    scale, offset = fit_logistic(x, y)
-    return {"scale": scale, "offset": offset, "cues": len(targets), "auroc": auroc(x, y.bool())}
+    weights = torch.where(is_wrong, prior / is_wrong.sum(), (1 - prior) / (~is_wrong).sum()) * len(x)
+    scale, offset = fit_logistic(x, y, weights)
+    return {"scale": scale, "offset": offset, "cues": len(targets), "wrong_cue_prior": prior,
+            "auroc": auroc(x, y.bool())}
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3, steps: int = 50) -> tuple[float, float]:
-    """``(scale, offset)`` maximising the likelihood of ``y`` in {0, 1} under ``sigmoid(scale * x + offset)``
-    (Newton's method; ``ridge`` keeps it finite when the classes are separable)."""
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None, ridge: float = 1e-3,
+                 steps: int = 50) -> tuple[float, float]:
+    """``(scale, offset)`` maximising the (``weights``-weighted) likelihood of ``y`` in {0, 1} under
+    ``sigmoid(scale * x + offset)`` (Newton's method; ``ridge`` keeps it finite when the classes are separable)."""
     mean, std = x.mean(), x.std().clamp_min(1e-12)
     design = torch.stack([(x - mean) / std, torch.ones_like(x)], 1)
+    weights = torch.ones_like(x) if weights is None else weights.double()
     w = torch.zeros(2, dtype=torch.float64)
     for _ in range(steps):
         p = torch.sigmoid(design @ w)
-        gradient = design.T @ (p - y) + ridge * w
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + ridge * torch.eye(2, dtype=torch.float64)
+        gradient = design.T @ (weights * (p - y)) + ridge * w
+        hessian = design.T @ (design * (weights * p * (1 - p))[:, None]) + ridge * torch.eye(2, dtype=torch.float64)
         step = torch.linalg.solve(hessian, gradient)
         w -= step
         if step.abs().max() < 1e-10:
