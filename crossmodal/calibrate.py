@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vision.data import list_labelled_images
-from vision.io import DEFAULT_MODEL_NAME
+from vision.io import DEFAULT_MODEL_NAME, copy_weights, resolve_model_dir, save_config
 from xmcommon.cli import render_json, run_cli
 
 from .calibration import DEFAULT_GRID, DEFAULT_WRONG_CUE_PRIOR, calibrate, calibrated_config
@@ -57,9 +57,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                       wrong_cue_prior=args.wrong_cue_prior, progress=not args.no_progress)
     record = {k: v for k, v in found.items() if k != "trials"} | {"validation": str(args.images),
                                                                   "cues": args.cues or f"label {args.cue_from_label}"}
-    clf.model.config = calibrated_config(clf.model.config, found, record)
+    config = calibrated_config(clf.model.config, found, record)
     out = Path(args.out or args.model)
-    clf.model.save_pretrained(out)
+    if out.resolve() != resolve_model_dir(args.model).resolve():
+        copy_weights(args.model, out)  # the weights do not change: their bytes (and dtype) stay as they were
+    save_config(config, out)
     return {**found, "saved": str(out)}
 
 

@@ -215,6 +215,7 @@ def test_calibration_writes_the_settings_the_classifier_uses(model_dir, images, 
     assert found["calibrated_top1"] == max(t["top1"] for t in found["trials"])
     assert set(found["temperatures"]) == set(MODES) and found["misleading_cues"] == 14
     assert all(0 <= f["ece_after"] <= 1 and 0 <= f["ece_before"] <= 1 for f in found["figures"].values())
+    assert (out / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()  # unchanged
     reloaded = GuidedClassifier.from_pretrained(out)
     calibration = reloaded.model.config.calibration
     assert list(reloaded.level_gains or [None] * 3) == found["level_gains"]
@@ -269,3 +270,35 @@ def test_silence_gives_an_abstaining_guide_and_streams_check_their_options(clf, 
         missing.cue_stream(16_000)  # the audio model loads when the stream is made, not at its first chunk
     stream = model.cue_stream(np.int64(16_000), window_seconds=1.0, interval_seconds=0.5)
     assert stream.push(np.zeros(8000, np.float32)).confident is False  # silence: an abstaining guide
+
+
+def test_cli_bad_files_exit_2_with_one_line_naming_the_file(model_dir, images, tmp_path, capsys):
+    import shutil
+
+    image = next(images.iterdir())
+    broken = tmp_path / "broken-model"
+    shutil.copytree(model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    code, out, err = run_cli(run, ["--image", image, "--model", broken], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and str(weights) in err
+    bomb = tmp_path / "bomb.png"
+    from tests.test_crossmodal_frames import _png_with_size
+
+    _png_with_size(bomb, 30_000, 30_000)
+    code, _, err = run_cli(run, ["--image", bomb, "--model", model_dir, "--json"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "bomb.png" in err and "pixels" in err
+
+
+def test_cli_never_prints_nan_probabilities(model_dir, images, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    nan_model = tmp_path / "nan-model"
+    shutil.copytree(model_dir, nan_model)
+    state = load_file(nan_model / "model.safetensors")
+    state["levels.1.head.bias"] = torch.full_like(state["levels.1.head.bias"], float("inf"))
+    save_file(state, str(nan_model / "model.safetensors"))
+    code, out, err = run_cli(run, ["--image", next(images.iterdir()), "--model", nan_model, "--json"], capsys)
+    assert code == 2 and out == "" and "NaN or infinite" in err and "nan%" not in err

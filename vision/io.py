@@ -80,8 +80,21 @@ def save_seqpar(model: SeqParModel, directory: str | os.PathLike) -> Path:
         unchanged = _trunk_keys_equal_to_source(model)
         state = {k: v for k, v in state.items() if k not in unchanged}
     atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(model.config.to_dict(), indent=2))
+    save_config(model.config, directory)
     return directory
+
+
+def save_config(config: SeqParConfig, directory: str | os.PathLike) -> Path:
+    """Write ``config.json`` (atomically), e.g. a new calibration beside unchanged weights."""
+    return atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
+
+
+def copy_weights(source: str | os.PathLike, directory: str | os.PathLike) -> Path:
+    """Copy a model directory's ``model.safetensors`` byte for byte (atomically) into ``directory``."""
+    source, directory = resolve_model_dir(source), Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = (source / WEIGHTS_NAME).read_bytes()
+    return atomic_write(directory / WEIGHTS_NAME, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def load_seqpar(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqParModel:
