@@ -24,21 +24,35 @@ from .nn.trunk import Trunk
 Gains = Union[Mapping[Union[int, str], float], torch.Tensor, None]
 
 
+# A level runs its branches in chunks of sibling groups whose widest feature map stays under this many
+# bytes, so every intermediate tensor stays cache-sized (see BranchLevel). Measured on 2 CPU cores
+# (benchmarks/cutout.py): one tensor over all of a wide level's branches loses to per-branch code,
+# because each elementwise pass streams it through memory (and a fresh large allocation page-faults).
+CHUNK_BYTES = 4 * 2**20
+
+
 class BranchLevel(nn.Module):
-    """All branches of one tree level, fused: ``blocks`` run every branch at once.
+    """All branches of one tree level, fused: ``blocks`` run many branches at once.
 
     ``parent_index[g]`` is the position (in the previous level) of branch g's parent; leaves of
-    this level end in ``head`` (global pooling + one logit each).
+    this level end in ``head`` (global pooling + one logit each). The branches run in chunks of
+    siblings (consecutive groups with one parent, at most ``CHUNK_BYTES`` of feature map each):
+    a chunk's first block reads its parent's map directly (a grouped conv over the siblings'
+    weights on a shared input), so no level ever copies its parents' features per branch.
+    ``keep_features=False`` (the last level) keeps only the pooled features.
     """
 
     def __init__(self, *, block: str, groups: int, in_channels: int, channels: int, depth: int, stride: int,
-                 hidden: int | None, parent_index: Sequence[int], parent_groups: int, leaf_positions: Sequence[int]):
+                 hidden: int | None, parent_index: Sequence[int], parent_groups: int, leaf_positions: Sequence[int],
+                 keep_features: bool = True):
         super().__init__()
         self.groups = groups
         self.parent_groups = parent_groups
-        self.shared_input = parent_groups == 1 and depth > 0
+        self.in_channels = in_channels
         self.out_channels = channels if depth > 0 else in_channels
+        self.keep_features = keep_features
         hidden = hidden or block_class(block).default_hidden(in_channels, channels)
+        self._widest = max(hidden, channels, in_channels)
         self.blocks = nn.ModuleList(
             block_class(block)(groups=groups, in_channels=in_channels if i == 0 else channels, hidden=hidden,
                        out_channels=channels, stride=stride if i == 0 else 1)
@@ -51,31 +65,42 @@ class BranchLevel(nn.Module):
                              persistent=False)
         self.leaf_list = list(leaf_positions)
         self._all_leaves = self.leaf_list == list(range(groups))
-        self._identity_gather = parent_groups == groups and list(parent_index) == list(range(groups))
+        self._siblings = _sibling_runs(list(parent_index))
+        self._chunk_plans: dict[int, list[tuple[int, int, int]]] = {}
         self.head = GroupedLogitHead(len(leaf_positions), self.out_channels) if len(leaf_positions) else None
 
     def forward(self, parent: torch.Tensor, gain: torch.Tensor | None = None,
                 attention_block: int = 0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``parent``: the previous level's features; ``gain`` ``(B or 1, G)`` multiplies each branch's feature
         maps at block ``attention_block`` (ignored without blocks). Returns (features, leaf logits)."""
+        b = parent.shape[0]
         if not self.blocks:  # no feature maps of its own: its gains act on the logits only (see attend)
-            pooled = self._gather(parent.mean((2, 3)).unsqueeze(-1).unsqueeze(-1)).flatten(1)
-            return None, self._logits(pooled.view(pooled.shape[0], self.groups, -1))
-        x = parent if self.shared_input else self._gather(parent)
-        for i, block in enumerate(self.blocks):
-            x = block(x, shared=self.shared_input and i == 0, gain=gain if i == attention_block else None)
-        logits = self._logits(x.mean((2, 3)).view(x.shape[0], self.groups, -1)) if self.head is not None else None
-        return x, logits
+            pooled = parent.mean((2, 3)).view(b, self.parent_groups, -1).index_select(1, self.parent_index)
+            return None, self._logits(pooled)
+        maps, pooled = [], []
+        width = self.in_channels
+        for start, stop, p in self._chunks(parent):
+            x = parent[:, p * width : (p + 1) * width] if self.parent_groups > 1 else parent
+            part = (start, stop)
+            for i, block in enumerate(self.blocks):
+                block_gain = gain[:, start:stop] if gain is not None and i == attention_block else None
+                x = block(x, shared=i == 0, gain=block_gain, part=part)
+            pooled.append(x.mean((2, 3)))
+            if self.keep_features:
+                maps.append(x)
+        features = (maps[0] if len(maps) == 1 else torch.cat(maps, 1)) if maps else None
+        logits = self._logits(torch.cat(pooled, 1).view(b, self.groups, -1)) if self.head is not None else None
+        return features, logits
 
-    def _gather(self, parent: torch.Tensor) -> torch.Tensor:
-        """Each branch's copy of its parent's features: ``(B, Gp*C, H, W)`` -> ``(B, G*C, H, W)``."""
-        if self._identity_gather:
-            return parent
-        if self.parent_groups == 1:
-            return parent.repeat(1, self.groups, 1, 1)
-        b, c, h, w = parent.shape
-        v = parent.view(b, self.parent_groups, c // self.parent_groups, h, w)
-        return v.index_select(1, self.parent_index).reshape(b, -1, h, w)
+    def _chunks(self, parent: torch.Tensor) -> list[tuple[int, int, int]]:
+        """(start, stop, parent) chunks of siblings for this input size (cached per size)."""
+        per_group = parent.shape[0] * parent.shape[2] * parent.shape[3] * self._widest * parent.element_size()
+        most = max(1, CHUNK_BYTES // per_group)
+        plan = self._chunk_plans.get(most)
+        if plan is None:
+            plan = [(g, min(g + most, stop), p) for start, stop, p in self._siblings for g in range(start, stop, most)]
+            self._chunk_plans[most] = plan
+        return plan
 
     def _logits(self, pooled: torch.Tensor) -> torch.Tensor | None:
         if self.head is None:
@@ -83,6 +108,18 @@ class BranchLevel(nn.Module):
         if not self._all_leaves:
             pooled = pooled.index_select(1, self.leaf_positions)
         return self.head(pooled)
+
+
+def _sibling_runs(parent_index: list[int]) -> list[tuple[int, int, int]]:
+    """(start, stop, parent) of each run of consecutive groups with one parent (breadth-first trees have
+    one run per parent)."""
+    runs: list[tuple[int, int, int]] = []
+    for g, p in enumerate(parent_index):
+        if runs and runs[-1][2] == p:
+            runs[-1] = (runs[-1][0], g + 1, p)
+        else:
+            runs.append((g, g + 1, p))
+    return runs
 
 
 class SeqParModel(nn.Module):
@@ -103,6 +140,7 @@ class SeqParModel(nn.Module):
                     stride=config.branch_stride[depth], hidden=config.branch_hidden[depth],
                     parent_index=[max(n.parent, 0) for n in nodes], parent_groups=parent_groups,
                     leaf_positions=[p for p, n in enumerate(nodes) if n.is_leaf],
+                    keep_features=depth < len(self.hierarchy.levels) - 1,
                 )
                 self.levels.append(level)
                 in_channels, parent_groups = level.out_channels, len(nodes)

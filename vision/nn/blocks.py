@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .grouped import (Grouped, GroupedBatchNorm2d, GroupedConv2d, GroupedGRN, GroupedLayerNorm2d, add_residual,
+from .grouped import (Grouped, Part, GroupedBatchNorm2d, GroupedConv2d, GroupedGRN, GroupedLayerNorm2d, add_residual,
                       apply_gain, expand_shared)
 
 _BLOCKS: dict[str, type[Block]] = {}
@@ -48,14 +48,18 @@ def make_block(kind: str, **kwargs: Any) -> Block:
 
 
 class Block(Grouped):
-    """A grouped residual block; ``forward(x, shared, gain)``, the gain applied at its middle layer."""
+    """A grouped residual block; ``forward(x, shared, gain, part)``, the gain applied at its middle layer.
+
+    ``part=(start, stop)`` runs only those groups (see :mod:`vision.nn.grouped`); ``gain`` is then theirs.
+    """
 
     @staticmethod
     def default_hidden(in_channels: int, out_channels: int) -> int:
         """The block type's usual inner width for these in/out widths."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
+                part: Part | None = None) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -81,13 +85,15 @@ class BottleneckBlock(Block):
             self.down_conv = GroupedConv2d(groups, in_channels, out_channels, 1, stride=stride)
             self.down_bn = GroupedBatchNorm2d(groups, out_channels)
 
-    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x, shared)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(apply_gain(out, gain, self.groups)))
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
+                part: Part | None = None) -> torch.Tensor:
+        groups = self.part_groups(part)
+        out = F.relu(self.bn1(self.conv1(x, shared, part), part))
+        out = F.relu(self.bn2(self.conv2(out, part=part), part))
+        out = self.bn3(self.conv3(apply_gain(out, gain, groups), part=part), part)
         if self.has_projection:
-            return F.relu(out + self.down_bn(self.down_conv(x, shared)))
-        return F.relu(add_residual(out, x, self.groups, shared))
+            return F.relu(out + self.down_bn(self.down_conv(x, shared, part), part))
+        return F.relu(add_residual(out, x, groups, shared))
 
 
 @register_block("convnext")
@@ -116,13 +122,15 @@ class ConvNeXtBlock(Block):
         for conv in (self.conv_dw, self.fc1, self.fc2):
             nn.init.trunc_normal_(conv.weight, std=0.02)
 
-    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
+                part: Part | None = None) -> torch.Tensor:
+        groups = self.part_groups(part)
         if shared:
-            x = expand_shared(x, self.groups)
+            x = expand_shared(x, groups)
         if self.has_projection:
-            x = self.down_conv(self.down_norm(x))
-        out = self.grn(F.gelu(self.fc1(self.norm(self.conv_dw(x)))))
-        return x + self.fc2(apply_gain(out, gain, self.groups))
+            x = self.down_conv(self.down_norm(x, part), part=part)
+        out = self.grn(F.gelu(self.fc1(self.norm(self.conv_dw(x, part=part), part), part=part)), part)
+        return x + self.fc2(apply_gain(out, gain, groups), part=part)
 
 
 @register_block("mbconv")
@@ -145,11 +153,13 @@ class MBConvBlock(Block):
         self.bn3 = GroupedBatchNorm2d(groups, out_channels, eps=1e-3)
         self.has_skip = stride == 1 and in_channels == out_channels
 
-    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
-        out = F.relu6(self.bn1(self.conv_pw(x, shared)))
-        out = F.relu6(self.bn2(self.conv_dw(out)))
-        out = self.bn3(self.conv_pwl(apply_gain(out, gain, self.groups)))
-        return add_residual(out, x, self.groups, shared) if self.has_skip else out
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
+                part: Part | None = None) -> torch.Tensor:
+        groups = self.part_groups(part)
+        out = F.relu6(self.bn1(self.conv_pw(x, shared, part), part))
+        out = F.relu6(self.bn2(self.conv_dw(out, part=part), part))
+        out = self.bn3(self.conv_pwl(apply_gain(out, gain, groups), part=part), part)
+        return add_residual(out, x, groups, shared) if self.has_skip else out
 
 
 @register_block("convhead")
@@ -169,5 +179,6 @@ class ConvHeadBlock(Block):
         self.conv = GroupedConv2d(groups, in_channels, out_channels, 1, stride=stride)
         self.bn = GroupedBatchNorm2d(groups, out_channels, eps=1e-3)
 
-    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
-        return apply_gain(F.relu6(self.bn(self.conv(x, shared))), gain, self.groups)
+    def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
+                part: Part | None = None) -> torch.Tensor:
+        return apply_gain(F.relu6(self.bn(self.conv(x, shared, part), part)), gain, self.part_groups(part))

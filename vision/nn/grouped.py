@@ -5,6 +5,10 @@ owns rows ``g*k:(g+1)*k``), so ``select(idx)`` slices any module down to a subse
 A level's input is either ``(B, G*C, H, W)`` (one slice per branch) or, when all branches share
 one parent, the parent's ``(B, C, H, W)`` map (``shared=True``): a grouped conv's weight
 ``(G*out, C, k, k)`` applied densely to a shared map equals the grouped conv on G copies of it.
+
+Every ``forward`` also takes ``part=(start, stop)``: run only groups ``start:stop`` on an input that
+holds only theirs, on views of this module's tensors (no copies). A tree level runs its branches
+in such chunks (see :class:`vision.model.BranchLevel`).
 """
 
 from __future__ import annotations
@@ -18,14 +22,7 @@ from torch import nn
 
 from xmcommon.threads import MODEL_BUILD_LOCK
 
-# Grouped 1x1 convolutions on at most this many pixels (batch x height x width) run as a batched
-# matmul: measured 2-10x faster than the grouped convolution at batch 1 on 7x7 and 14x14 maps
-# (benchmarks/cutout.py); larger inputs keep the grouped convolution.
-MATMUL_MAX_PIXELS = 256
-# From this batch size on, grouped (non-depthwise) convolutions run group by group: mkldnn's grouped
-# convolution, and a dense one with G*out channels on a shared input, measured 1.5-2.5x slower than
-# separate convolutions at batch 16 on CPU.
-SPLIT_MIN_BATCH = 16
+Part = tuple[int, int]  # groups start:stop
 
 
 class Grouped(nn.Module):
@@ -49,6 +46,17 @@ class Grouped(nn.Module):
         new.load_state_dict(state, assign=True)
         new.train(self.training)
         return new
+
+    def part_groups(self, part: Part | None) -> int:
+        """How many groups ``part`` holds (all of them for ``None``)."""
+        return self.groups if part is None else part[1] - part[0]
+
+    def rows(self, t: torch.Tensor | None, part: Part | None) -> torch.Tensor | None:
+        """The rows of groups ``part`` of a group-major tensor of this module (a view)."""
+        if t is None or part is None:
+            return t
+        per_group = t.shape[0] // self.groups
+        return t[part[0] * per_group : part[1] * per_group]
 
 
 def _slice_groups(t: torch.Tensor, groups: int, idx: torch.Tensor) -> torch.Tensor:
@@ -99,36 +107,29 @@ class GroupedConv2d(Grouped):
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         self.bias = nn.Parameter(torch.zeros(groups * out_channels)) if bias else None
 
-    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shared: bool = False, part: Part | None = None) -> torch.Tensor:
+        groups, weight, bias = self.part_groups(part), self.rows(self.weight, part), self.rows(self.bias, part)
         if shared and self.depthwise:
-            x, shared = expand_shared(x, self.groups), False
+            x, shared = expand_shared(x, groups), False
         stride = self.stride
         if self.weight.shape[-1] == 1 and not self.depthwise:
             if stride > 1:  # a strided 1x1 conv reads every stride-th pixel: subsample first (2.6x faster)
-                x, stride = x[:, :, ::stride, ::stride], 1
-            if not shared and x.shape[0] * x.shape[2] * x.shape[3] <= MATMUL_MAX_PIXELS:
-                return self._pointwise_matmul(x)
-        if not self.depthwise and x.shape[0] >= SPLIT_MIN_BATCH and self.groups > 1:
-            return self._split_conv(x, stride, shared)
-        conv_groups = 1 if shared else self.groups * (self.in_channels if self.depthwise else 1)
-        return F.conv2d(x, self.weight, self.bias, stride, self.padding, 1, conv_groups)
+                x = x[:, :, ::stride, ::stride]
+            return _pointwise(x, weight, bias, 1 if shared else groups, self.in_channels)
+        conv_groups = 1 if shared else groups * (self.in_channels if self.depthwise else 1)
+        return F.conv2d(x, weight, bias, stride, self.padding, 1, conv_groups)
 
-    def _split_conv(self, x: torch.Tensor, stride: int, shared: bool) -> torch.Tensor:
-        """The groups as separate convolutions (faster than one grouped or wide conv at large batch)."""
-        cin, cout = self.in_channels, self.weight.shape[0] // self.groups
-        outs = [
-            F.conv2d(x if shared else x[:, g * cin : (g + 1) * cin], self.weight[g * cout : (g + 1) * cout],
-                     None if self.bias is None else self.bias[g * cout : (g + 1) * cout], stride, self.padding)
-            for g in range(self.groups)
-        ]
-        return torch.cat(outs, 1)
 
-    def _pointwise_matmul(self, x: torch.Tensor) -> torch.Tensor:
-        """A grouped 1x1 convolution (stride 1) as one batched matrix product (faster on small maps)."""
-        b, _, h, w = x.shape
-        weight = self.weight.view(self.groups, -1, self.in_channels)
-        out = torch.matmul(weight, x.reshape(b, self.groups, self.in_channels, h * w)).view(b, -1, h, w)
-        return out if self.bias is None else out + self.bias[:, None, None]
+def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int,
+               in_channels: int) -> torch.Tensor:
+    """A grouped 1x1 convolution (stride 1) as one batched matrix product with the batch folded into the
+    pixels: ``(G, out, in) @ (G, in, B*H*W)``. Measured 1.1-2x faster than the (grouped) convolution on
+    7x7 and 14x14 maps at batch 1 and 16 (benchmarks/cutout.py); at batch 1 the folding is free."""
+    b, _, h, w = x.shape
+    cols = x.reshape(b, groups, in_channels, h * w).permute(1, 2, 0, 3).reshape(groups, in_channels, b * h * w)
+    out = torch.matmul(weight.view(groups, -1, in_channels), cols)  # (G, out, B*H*W)
+    out = out.view(-1, b, h, w).transpose(0, 1).contiguous()
+    return out if bias is None else out + bias[:, None, None]
 
 
 class GroupedBatchNorm2d(Grouped):
@@ -138,8 +139,16 @@ class GroupedBatchNorm2d(Grouped):
         super().__init__(groups, channels=channels, eps=eps)
         self.bn = nn.BatchNorm2d(groups * channels, eps=eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(x)
+    def forward(self, x: torch.Tensor, part: Part | None = None) -> torch.Tensor:
+        bn = self.bn
+        if part is None:
+            return bn(x)
+        training = bn.training or bn.running_mean is None
+        if bn.training and part[0] == 0:  # the parts of one forward cover each group once; count the batch once
+            bn.num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        return F.batch_norm(x, self.rows(bn.running_mean, part), self.rows(bn.running_var, part),
+                            self.rows(bn.weight, part), self.rows(bn.bias, part), training, momentum, bn.eps)
 
 
 class GroupedLayerNorm2d(Grouped):
@@ -151,13 +160,13 @@ class GroupedLayerNorm2d(Grouped):
         self.weight = nn.Parameter(torch.ones(groups * channels))
         self.bias = nn.Parameter(torch.zeros(groups * channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, part: Part | None = None) -> torch.Tensor:
         b, _, h, w = x.shape
-        v = x.view(b, self.groups, -1, h, w)
+        v = x.view(b, self.part_groups(part), -1, h, w)
         mean = v.mean(2, keepdim=True)
         var = v.var(2, unbiased=False, keepdim=True)
         v = ((v - mean) * torch.rsqrt(var + self.eps)).view(b, -1, h, w)
-        return v * self.weight[:, None, None] + self.bias[:, None, None]
+        return v * self.rows(self.weight, part)[:, None, None] + self.rows(self.bias, part)[:, None, None]
 
 
 class GroupedGRN(Grouped):
@@ -169,11 +178,12 @@ class GroupedGRN(Grouped):
         self.weight = nn.Parameter(torch.zeros(groups * channels))
         self.bias = nn.Parameter(torch.zeros(groups * channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, part: Part | None = None) -> torch.Tensor:
         b = x.shape[0]
-        gx = x.norm(p=2, dim=(2, 3)).view(b, self.groups, -1)
+        gx = x.norm(p=2, dim=(2, 3)).view(b, self.part_groups(part), -1)
         nx = (gx / (gx.mean(2, keepdim=True) + self.eps)).view(b, -1, 1, 1)
-        return x + torch.addcmul(self.bias[:, None, None], self.weight[:, None, None], x * nx)
+        weight, bias = self.rows(self.weight, part), self.rows(self.bias, part)
+        return x + torch.addcmul(bias[:, None, None], weight[:, None, None], x * nx)
 
 
 class GroupedLogitHead(Grouped):
