@@ -1,8 +1,6 @@
 """Audio cues through the mapper equal the torch-free table path; the table CLI; the benchmark's verdicts on the
 shared clips (skipped without shared data)."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -104,9 +102,3 @@ def test_shared_clips_meet_the_bar_and_the_table_agrees(shared_data, mapper, tag
         decision = table.decide_scores(tagger.scores(shared_data / "audio" / row["clip"]))
         assert (list(decision.classes), decision.reason) == (row["classes"], row["reason"]), row["clip"]
 
-
-def test_silence_abstains_with_its_reason():
-    from crossmodal.cues import CueGuides
-
-    guide = CueGuides(SimpleNamespace()).from_cue(None)
-    assert (guide.confident, guide.reason, guide.source) == (False, "silent", "audio")
