@@ -22,7 +22,14 @@ import torch
 import yaml
 
 from audio import AudioTagger
-from benchmarks.common import SHARED_DATA, add_json_argument, machine, machine_line, markdown_table, write_json
+from benchmarks.common import (
+    SHARED_DATA,
+    add_json_argument,
+    machine,
+    machine_line,
+    markdown_table,
+    write_json,
+)
 from mappings import CueMapper, Guide
 from mappings.evaluation import expand_classes
 from mappings.guide import SILENT

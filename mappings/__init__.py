@@ -15,7 +15,9 @@ _EXPORTS = {
     "imagenet_hierarchy": "wordnet", "cluster_tree": "trees", "wordnet_group_tree": "trees",
     "wordnet_tree": "trees", "TagDecisionTable": "tag_decisions", "TagRules": "tag_decisions",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["CueMapper", "Guide", "ImageNetClass", "MapperConfig", "Match", "TagDecisionTable", "TagRules",
+           "WordNetHierarchy", "cluster_tree", "imagenet_classes", "imagenet_hierarchy", "wordnet_group_tree",
+           "wordnet_tree"]
 
 if TYPE_CHECKING:
     from .classes import ImageNetClass, imagenet_classes

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from mappings.guide import Guide
-from mappings.tag_decisions import LabelMatch, TagDecisionTable, TagLabel, TagRules, decide, gain_of
+from mappings.tag_decisions import (
+    LabelMatch,
+    TagDecisionTable,
+    TagLabel,
+    TagRules,
+    decide,
+    gain_of,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CATS, DOGS = (281, 282, 283, 284, 285), tuple(range(151, 269))
@@ -116,5 +123,6 @@ def test_the_package_exports_load_lazily():
     import mappings
 
     assert mappings.CueMapper.__module__ == "mappings.mapper" and "CueMapper" in dir(mappings)
+    assert set(mappings.__all__) == set(mappings._EXPORTS)
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         mappings.nothing  # noqa: B018
