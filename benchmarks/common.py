@@ -24,6 +24,7 @@ from vision.eval.metrics import topk_accuracy
 from xmcommon.cli import to_json
 from xmcommon.files import atomic_write_text
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the read-only data at hand (never copied)
 CLOCKS = ("wall", "cpu")  # wall: time.perf_counter (latency); cpu: time.process_time (all threads of the process)
 CAT_CLASSES = (281, 282, 283, 284, 285)  # the ImageNet domestic cats: the paper's "meow" cutout
 

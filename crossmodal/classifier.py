@@ -92,7 +92,7 @@ class GuidedClassifier:
             return self._cues
 
     def guide(self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None,
-              top_k: int = 5) -> Guide:
+              top_k: int | None = None) -> Guide:
         """A guide from a text cue, or from a sound: a file, ``(waveform, rate)`` or a waveform + ``sampling_rate``."""
         if (text is None) == (audio is None):
             raise ValueError("guide needs exactly one of text= or audio=")
@@ -104,7 +104,7 @@ class GuidedClassifier:
             audio, sampling_rate = audio
         return self.cues.from_audio(audio, sampling_rate, top_k)
 
-    def cue_stream(self, sampling_rate: int, *, top_k: int = 5, window_seconds: float = 2.0,
+    def cue_stream(self, sampling_rate: int, *, top_k: int | None = None, window_seconds: float = 2.0,
                    interval_seconds: float = 1.0):
         """A :class:`crossmodal.stream.CueStream` for PCM chunks at ``sampling_rate`` Hz: re-tags the last
         ``window_seconds`` every ``interval_seconds``; bad options or a missing audio model fail here."""

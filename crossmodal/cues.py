@@ -16,6 +16,7 @@ import numpy as np
 
 from audio import AudioTagger, Cue, TextCue
 from mappings import CueMapper, Guide
+from mappings.guide import SILENT as SILENT_REASON
 from vision import SeqParModel
 
 from .stream import CueStream
@@ -55,7 +56,7 @@ class CueGuides:
 
         ``None`` (a silent sound: the tagger heard nothing) gives a guide that is not confident."""
         if cue is None:
-            return Guide.abstain([SILENT], source="audio")
+            return Guide.abstain([SILENT], source="audio", reason=SILENT_REASON)
         guide = self.mapper.map(cue)
         return guide.with_gains(self.model.node_gains(guide.class_gains()))
 
@@ -63,21 +64,24 @@ class CueGuides:
         return self.from_cue(TextCue(text))
 
     def audio_cue(self, audio: str | os.PathLike | np.ndarray, sampling_rate: int | None = None,
-                  top_k: int = 5) -> Cue | None:
-        """The tagger's cue for a sound, ``None`` for digital silence."""
+                  top_k: int | None = None) -> Cue | None:
+        """The tagger's cue for a sound (its ``top_k`` best labels; default: as many as the mapper decides
+        from, ``MapperConfig.tag_top_k``), ``None`` for digital silence."""
+        top_k = self.mapper.config.tag_top_k if top_k is None else top_k
         return self.tagger.cue(audio, sampling_rate=sampling_rate, top_k=top_k)
 
     def from_audio(self, audio: str | os.PathLike | np.ndarray, sampling_rate: int | None = None,
-                   top_k: int = 5) -> Guide:
+                   top_k: int | None = None) -> Guide:
         """A guide from a sound file or a waveform (``sampling_rate`` required for waveforms)."""
         return self.from_cue(self.audio_cue(audio, sampling_rate, top_k))
 
-    def stream(self, sampling_rate: int, *, top_k: int = 5, window_seconds: float = 2.0,
+    def stream(self, sampling_rate: int, *, top_k: int | None = None, window_seconds: float = 2.0,
                interval_seconds: float = 1.0) -> CueStream:
         """A :class:`CueStream` that tags with the audio model and maps with the mapper.
 
         Everything is checked, and the audio model loaded, now: a bad option or a missing model fails here,
         not in the middle of the stream."""
+        top_k = self.mapper.config.tag_top_k if top_k is None else top_k
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         stream = CueStream(lambda wave, rate: self.audio_cue(wave, rate, int(top_k)), self.from_cue,

@@ -51,14 +51,19 @@ def load_eval_cases(path: str | Path, hierarchy: WordNetHierarchy) -> tuple[Eval
         if not isinstance(entry, dict) or set(entry) != {"cue", "expect"}:
             raise ValueError(f"{path} entry {i}: expected exactly the keys 'cue' and 'expect', got {entry!r}")
         cue = entry["cue"] if isinstance(entry["cue"], str) else cue_labels(entry["cue"])
-        expected: set[int] = set()
-        for item in entry["expect"] or []:
-            if isinstance(item, str) and not item[:1].isdigit():
-                expected.update(hierarchy.classes_under(item))
-            else:
-                expected.update(parse_ids([item], what=f"{path} entry {i} ({cue})", limit=len(hierarchy.classes)))
-        cases.append(EvalCase(cue, frozenset(expected)))
+        cases.append(EvalCase(cue, expand_classes(entry["expect"] or [], hierarchy, f"{path} entry {i} ({cue})")))
     return tuple(cases)
+
+
+def expand_classes(items: list, hierarchy: WordNetHierarchy, what: str) -> frozenset[int]:
+    """Class ids from ImageNet indices, ``"a-b"`` ranges and WordNet synsets (all classes below them)."""
+    expected: set[int] = set()
+    for item in items:
+        if isinstance(item, str) and not item[:1].isdigit():
+            expected.update(hierarchy.classes_under(item))
+        else:
+            expected.update(parse_ids([item], what=what, limit=len(hierarchy.classes)))
+    return frozenset(expected)
 
 
 def evaluate(mapper, cases: tuple[EvalCase, ...]) -> EvalReport:

@@ -14,6 +14,11 @@ from typing import Any, Union
 
 GainKey = Union[int, str]  # a class id, or the name of a node of a model's class tree
 GUIDE_SOURCES = ("text", "audio", "manual")
+SILENT, WEAK, CONTRADICTORY, NO_COUNTERPART = "silent", "weak", "contradictory", "no ImageNet counterpart"
+ABSTAIN_REASONS = (SILENT, WEAK, CONTRADICTORY, NO_COUNTERPART)  # why a guide is not confident
+_REASON_TEXT = {"": "no cue label maps to an ImageNet class", SILENT: "nothing was heard (digital silence)",
+                WEAK: "the evidence is weak", CONTRADICTORY: "the cue labels contradict each other",
+                NO_COUNTERPART: "the cue has no ImageNet counterpart"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ class Guide:
     ``gains`` holds ``(key, gain)`` pairs, keys being class ids or tree-node names (class ids first,
     then names, each sorted). A guide with ``confident=False`` has no classes and makes every guided
     mode fall back to the unguided model. ``cue`` holds the cue's ``(label, score)`` pairs and
-    ``source`` its modality. ``class_names`` (for :meth:`explain` only) takes no part in equality.
+    ``source`` its modality. ``class_names`` (for :meth:`explain` only) takes no part in equality. ``reason``
+    says why a guide is not confident (one of :data:`ABSTAIN_REASONS`, or "" when not told); confident: "".
     """
 
     classes: tuple[int, ...]
@@ -51,6 +57,7 @@ class Guide:
     cue: tuple[tuple[str, float], ...] = ()
     source: str = "manual"
     class_names: Mapping[int, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
+    reason: str = ""
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -61,6 +68,9 @@ class Guide:
             raise ValueError(f"a guide that is not confident has no classes, got {len(classes)}")
         if self.source not in GUIDE_SOURCES:
             raise ValueError(f"guide source must be one of {GUIDE_SOURCES}, got {self.source!r}")
+        if self.reason not in ("", *ABSTAIN_REASONS) or (self.confident and self.reason):
+            raise ValueError(f"guide reason must be one of {ABSTAIN_REASONS} for a guide that is not confident "
+                             f"and '' otherwise, got {self.reason!r} (confident={self.confident})")
         pairs = {_gain_key(k): v for k, v in (self.gains.items() if isinstance(self.gains, Mapping) else self.gains)}
         for key, value in pairs.items():
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
@@ -81,9 +91,10 @@ class Guide:
                    notes=(note or f"manual: {len(set(classes))} classes",))
 
     @classmethod
-    def abstain(cls, notes: Iterable[str] = (), cue: Iterable[tuple[str, float]] = (), source: str = "manual") -> Guide:
-        """A guide that is not confident: guided modes run unguided, and ``notes`` say why."""
-        return cls((), (), False, notes=tuple(notes), cue=tuple(cue), source=source)
+    def abstain(cls, notes: Iterable[str] = (), cue: Iterable[tuple[str, float]] = (), source: str = "manual",
+                reason: str = "") -> Guide:
+        """A guide that is not confident: guided modes run unguided; ``reason`` and ``notes`` say why."""
+        return cls((), (), False, notes=tuple(notes), cue=tuple(cue), source=source, reason=reason)
 
     def gain_map(self) -> dict[GainKey, float]:
         """The gains as a new dict."""
@@ -99,12 +110,12 @@ class Guide:
             return self
         gains = {**dict(extra), **dict(self.gains)}
         return Guide(self.classes, tuple(gains.items()), self.confident, self.matches, self.notes, self.cue,
-                     self.source, self.class_names)
+                     self.source, self.class_names, self.reason)
 
     def explain(self) -> str:
         """Human-readable account: which cue label matched which classes, how, how strongly."""
         if not self.confident:
-            head = "unguided (confident=False): no cue label maps to an ImageNet class"
+            head = f"unguided (confident=False): {_REASON_TEXT[self.reason]}"
         else:
             head = f"guided: {len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"
         lines = [head]
@@ -132,7 +143,7 @@ class Guide:
         return {"classes": list(self.classes), "gains": {str(k): v for k, v in self.gains},
                 "confident": self.confident, "matches": [m.to_dict() for m in self.matches],
                 "notes": list(self.notes), "cue": [{"label": label, "score": score} for label, score in self.cue],
-                "source": self.source, "explanation": self.explain()}
+                "source": self.source, "reason": self.reason, "explanation": self.explain()}
 
 
 def shorten(text: str, limit: int = 60) -> str:

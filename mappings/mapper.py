@@ -12,6 +12,12 @@ Resolution order for each cue label (first hit wins, see ``explain()``):
    WordNet/embedding matches of AudioSet labels are narrowed by what their AudioSet ancestors name
    in WordNet (Cat under "Domestic animals, pets": the house cats, not cougar and lynx).
 
+Audio cues (``source == "audio"``, an ``audio.Cue``) are decided by :func:`mappings.tag_decisions.decide`
+from each label's :meth:`CueMapper.tag_label` (resolved by AudioSet mid; labels reached only through their
+ontology parents need every parent to map: Tap (Door or any impact) maps to nothing): the same function and
+entries as a :class:`~mappings.tag_decisions.TagDecisionTable` written by ``python -m mappings.tag_table``.
+Abstaining guides carry their ``reason``.
+
 Free text is scanned for the longest phrases (up to 4 words, function words skipped) that hit
 steps 1-2 or an AudioSet label; without any, the whole text goes to step 3.
 
@@ -34,9 +40,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .embeddings import DEFAULT_MODEL, EmbeddingIndex, Hit, TextEncoder
-from .guide import Guide, Match
+from .guide import NO_COUNTERPART, WEAK, Guide, Match
 from .ontology import AudioSetOntology, audioset_ontology, split_synonyms
 from .overrides import Override, default_overrides_path, load_overrides
+from .tag_decisions import LabelMatch, TagLabel, TagRules, decide, gain_of
 from .wordnet import WordNetHierarchy, imagenet_hierarchy
 
 MAX_NGRAM = 4
@@ -58,6 +65,10 @@ class MapperConfig:
     min_score: float = 0.3
     similarity_threshold: float = 0.6
     max_classes: int = 150
+    tag_top_k: int = 10  # audio cues: how many of the tagger's best labels count (mappings.tag_decisions)
+    sure_score: float = 0.5  # audio cues: a label without ImageNet counterpart this sure vetoes the guide
+    margin: float = 2.0  # audio cues: the best label must outscore a contradicting one by this factor
+    tag_embeddings: bool = False  # audio cues: whether labels may map by embedding similarity (Train horn ~ French horn)
     overrides: str | None = None  # None: the packaged mappings/overrides.yaml; "" disables overrides
     cache_dir: str | None = None  # None: $CROSSMODAL_CACHE or the user cache dir
 
@@ -71,6 +82,12 @@ class MapperConfig:
             raise ValueError(f"similarity_threshold {self.similarity_threshold} must be in (0, 1)")
         if self.max_classes < 1:
             raise ValueError(f"max_classes {self.max_classes} must be >= 1")
+        self.tag_rules  # noqa: B018 - checks tag_top_k, sure_score and margin
+
+    @property
+    def tag_rules(self) -> TagRules:
+        """The rules audio cues are decided by."""
+        return TagRules(self.tag_top_k, self.min_score, self.sure_score, self.margin, self.gain_range)
 
 
 def _norm(text: str) -> str:
@@ -125,6 +142,7 @@ class CueMapper:
         self._label_hits: dict[str, Hit] = {n: h[0] for n, h in zip(names, hits, strict=True)}
         self._query_hits: OrderedDict[str, Hit] = OrderedDict()  # LRU memo of free-text queries
         self._memo_lock = threading.Lock()
+        self._tag_labels: dict[str, TagLabel] = {}
         self._class_names = {c.index: c.name for c in classes}
 
     @classmethod
@@ -169,7 +187,7 @@ class CueMapper:
             return None
         return Match(label, score, "embedding", hit.text.split(":")[0], hit.score, (int(hit.key),), via)
 
-    def _resolve_name(self, label: str, score: float, name: str, via: str = "") -> Match | None:
+    def _resolve_name(self, label: str, score: float, name: str, via: str = "", embeddings: bool = True) -> Match | None:
         synonyms = split_synonyms(name) or (name,)
         for phrase in (name, *synonyms):
             if (m := self._override(label, score, phrase, via)) is not None:
@@ -177,17 +195,45 @@ class CueMapper:
         for phrase in synonyms:
             if (m := self._wordnet(label, score, phrase, via)) is not None:
                 return m
-        return self._embedding(label, score, name, via)
+        return self._embedding(label, score, name, via) if embeddings else None
 
-    def _resolve_audioset(self, label: str, score: float, name: str) -> list[Match]:
-        match = self._resolve_name(label, score, name)
+    def _resolve_audioset(self, label: str, score: float, name: str, tag: bool = False) -> list[Match]:
+        """Matches of an AudioSet label; through its parents when it matches nothing itself. For audio tags
+        (``tag``): embedding matches only with ``tag_embeddings``, and parents only when each of them matches
+        (a sound that may come from a classless source is no evidence for the others)."""
+        embeddings = self.config.tag_embeddings or not tag
+        match = self._resolve_name(label, score, name, embeddings=embeddings)
         if match is not None:
             return [self._narrow(match, name)]
         if self.ontology.object_of(name) is not None:
             return []  # the label is an object itself (Helicopter): its family is no substitute
-        found = [self._resolve_name(label, score, parent, via=f"AudioSet ontology {name} -> {parent}")
+        found = [self._resolve_name(label, score, parent, f"AudioSet ontology {name} -> {parent}", embeddings)
                  for parent in self.ontology.parents(name)]
+        if tag and None in found:
+            return []
         return [self._narrow(m, name) for m in found if m is not None]
+
+    def tag_label(self, mid: str) -> TagLabel:
+        """What an AudioSet label (by mid) maps to for audio cues: the entry :func:`decide` uses (memoised).
+
+        Generic labels (a root or a root's child) map to nothing; matches without classes or with more than
+        ``max_classes`` are left out."""
+        with self._memo_lock:
+            if mid in self._tag_labels:
+                return self._tag_labels[mid]
+        name = self.ontology.name_of(mid)
+        if name is None:
+            raise ValueError(f"{mid!r} is not an AudioSet mid (expected an id like '/m/01yrx')")
+        generic = self.ontology.is_generic(name)
+        found = [] if generic else self._resolve_audioset(name, 1.0, name, tag=True)
+        matches = tuple(LabelMatch(m.classes, self._strength(m), self._fixed_gain(m), m.method, m.matched,
+                                   m.similarity, m.via)
+                        for m in found if 0 < len(m.classes) <= self.config.max_classes)
+        ancestors = tuple(sorted(self.ontology.mid_of(a) for a in self.ontology.ancestors(name)
+                                 if not self.ontology.is_generic(a)))
+        entry = TagLabel(mid, name, ancestors, generic, matches)
+        with self._memo_lock:
+            return self._tag_labels.setdefault(mid, entry)
 
     def _narrow(self, match: Match, name: str) -> Match:
         """Keep the classes that an AudioSet ancestor also names (Cat under "Domestic animals,
@@ -241,6 +287,8 @@ class CueMapper:
     def map(self, cue: object) -> Guide:
         """Map a cue (text, [(label, score)], or an object with ``labels``) to a Guide."""
         pairs = cue_labels(cue)
+        if cue_source(cue) == "audio":
+            return self._map_tags(pairs, getattr(cue, "mids", None))
         notes: list[str] = []
         kept = [(label, score) for label, score in pairs if score >= self.config.min_score]
         notes.extend(f"ignored {label!r}: score {score:.2f} < min_score {self.config.min_score}"
@@ -267,8 +315,31 @@ class CueMapper:
             if not found:
                 notes.append(self._abstain_reason(label, name))
         gains = self._class_gains(matches)
+        reason = "" if gains else NO_COUNTERPART if kept else WEAK
         return Guide(tuple(gains), tuple(gains.items()), bool(gains), tuple(matches), tuple(notes), pairs,
-                     cue_source(cue), self._class_names)
+                     cue_source(cue), self._class_names, reason)
+
+    def _map_tags(self, pairs: tuple[tuple[str, float], ...], mids: Sequence[str | None] | None) -> Guide:
+        """An audio cue's guide: :func:`decide` on its labels by mid (a label without one is looked up by name)."""
+        notes, tags, names = [], [], {}
+        for i, (label, score) in enumerate(pairs):
+            mid = mids[i] if mids is not None and mids[i] is not None else None
+            if mid is None and (name := self.ontology.lookup(label)) is not None:
+                mid = self.ontology.mid_of(name)
+            if mid is None or self.ontology.name_of(mid) is None:
+                notes.append(f"ignored {label!r}: not an AudioSet label")
+                continue
+            tags.append((mid, score))
+            names.setdefault(mid, label)
+        entries = {mid: self.tag_label(mid) for mid, _ in tags}
+        decision = decide(entries, self.config.tag_rules, tags)
+        notes.extend(decision.notes)
+        if not decision.confident:
+            return Guide.abstain(notes, pairs, "audio", decision.reason)
+        matches = tuple(Match(names[mid], score, m.method, m.matched, m.similarity, m.classes, m.via)
+                        for mid, score in decision.used for m in entries[mid].matches)
+        return Guide(decision.classes, decision.gains, True, matches, tuple(notes), pairs, "audio",
+                     self._class_names)
 
     def _abstain_reason(self, label: str, name: str | None) -> str:
         hit = self._nearest_class(name or label)
@@ -288,15 +359,18 @@ class CueMapper:
 
     def gain(self, score: float, strength: float) -> float:
         """The documented monotone gain function: ``lo + (hi - lo) * score * strength``."""
-        lo, hi = self.config.gain_range
-        return lo + (hi - lo) * score * strength
+        return gain_of(self.config.gain_range, score, strength)
+
+    def _fixed_gain(self, match: Match) -> float | None:
+        """The curated gain of an override match, if its entry sets one."""
+        override = self.overrides.get(match.matched) if match.method == "override" else None
+        return override.gain if override is not None else None
 
     def _class_gains(self, matches: list[Match]) -> dict[int, float]:
         gains: dict[int, float] = {}
         for m in matches:
-            override = self.overrides.get(m.matched) if m.method == "override" else None
-            g = override.gain if override is not None and override.gain is not None else \
-                self.gain(m.score, self._strength(m))
+            fixed = self._fixed_gain(m)
+            g = fixed if fixed is not None else self.gain(m.score, self._strength(m))
             for c in m.classes:
                 gains[c] = max(gains.get(c, 0.0), g)
         return gains

@@ -40,10 +40,23 @@ class AudioSetOntology:
         self._labels: dict[str, dict] = table["labels"]
         self.names: tuple[str, ...] = tuple(self._labels)
         self._by_lower = {name.lower(): name for name in self._labels}
+        self._by_mid = {entry["id"]: name for name, entry in self._labels.items()}
 
     def lookup(self, label: str) -> str | None:
         """The canonical display name of a label (case-insensitive), or None when not in AudioSet."""
         return self._by_lower.get(label.strip().lower())
+
+    def name_of(self, mid: str) -> str | None:
+        """The display name of an AudioSet mid (``"/m/01yrx"`` -> ``"Cat"``), or None when not in the ontology."""
+        return self._by_mid.get(mid)
+
+    def mid_of(self, name: str) -> str:
+        """The AudioSet mid of a canonical display name."""
+        return self._labels[name]["id"]
+
+    def is_generic(self, name: str) -> bool:
+        """A root or a child of one (Animal, Domestic animals, Vehicle, Music): a category, not a sound's source."""
+        return self.is_root(name) or not self._labels[name]["ancestors"]
 
     def is_root(self, name: str) -> bool:
         return name in self.roots

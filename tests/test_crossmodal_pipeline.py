@@ -92,16 +92,17 @@ def test_text_guide_goes_through_the_mapper(clf):
 
 def test_audio_guides_from_files_waveforms_and_streams(clf, ast_dir, wav):
     tagger = AudioTagger.from_pretrained(ast_dir)
-    expected = tagger.cue(wav)
+    k = clf.cues.mapper.config.tag_top_k  # the tagger is asked for as many labels as the mapper decides from
+    expected = tagger.cue(wav, top_k=k)
     guide = clf.guide(audio=wav)
     assert (guide.source, guide.cue) == ("audio", expected.labels)
     mapped = clf.cues.mapper.map(expected)
     assert guide == mapped.with_gains(clf.model.node_gains(mapped.class_gains()))
     wave, rate = sf.read(wav, dtype="float32")
-    assert clf.guide(audio=(wave, rate)).cue == tagger.cue(wave, sampling_rate=rate).labels
+    assert clf.guide(audio=(wave, rate)).cue == tagger.cue(wave, sampling_rate=rate, top_k=k).labels
     stream = clf.cue_stream(rate, window_seconds=1.0, interval_seconds=0.5)
     first = stream.push(wave[:8000])
-    assert first is not None and first.cue == tagger.cue(wave[:8000], sampling_rate=rate).labels
+    assert first is not None and first.cue == tagger.cue(wave[:8000], sampling_rate=rate, top_k=k).labels
 
 
 def run_cli(module, argv, capsys):
@@ -257,6 +258,7 @@ def test_silence_gives_an_abstaining_guide_and_streams_check_their_options(clf, 
     model = GuidedClassifier(clf.model)  # the default audio model: the packaged YAMNet
     guide = model.guide(audio=silent)
     assert not guide.confident and guide.source == "audio" and "digital silence" in guide.explain()
+    assert guide.reason == "silent"
     result = model.predict(np.zeros((30, 30, 3), np.uint8), guide, "cutout")
     assert result.mode == "unguided" and result.fallback == "the guide is not confident"
     with pytest.raises(ValueError, match="top_k must be a positive integer"):

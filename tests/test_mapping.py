@@ -17,17 +17,6 @@ EVAL_TABLE = Path(__file__).resolve().parents[1] / "benchmarks" / "mapping_cues.
 DOMESTIC_CATS = (281, 282, 283, 284, 285)
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("embedding-cache")
-
-
-@pytest.fixture(scope="session")
-def mapper(cache_dir):
-    torch.set_num_threads(1)
-    return CueMapper.default(cache_dir=str(cache_dir))
-
-
 @dataclass(frozen=True)
 class FakeCue:  # duck-types audio.Cue
     labels: tuple
@@ -56,15 +45,19 @@ def test_text_and_object_cues(mapper):
     assert (dog.cue, dog.source) == ((("a dog is barking", 1.0),), "text")
     assert "'a dog is barking' (score 1.00) via phrase 'dog' -> wordnet 'dog.n.01'" in dog.explain()
     assert mapper.map("where is my coffee mug").classes == (504,)
-    cue = FakeCue(labels=(("Bark", 0.9), ("Speech", 0.7)))
+    cue = FakeCue(labels=(("Bark", 0.9), ("Speech", 0.4)))
     assert mapper.map(cue).classes == dog.classes and mapper.map(cue).source == "audio"
+    vetoed = mapper.map(FakeCue(labels=(("Bark", 0.9), ("Speech", 0.7))))  # sure speech, within a factor 2
+    assert (vetoed.confident, vetoed.reason) == (False, "no ImageNet counterpart")
 
 
 def test_abstains(mapper):
-    for cue in ["Speech", "Crow", "Helicopter", [("Meow", 0.1)], [("Speech", 0.9), ("Music", 0.8)]]:
+    for cue, reason in [("Speech", "no ImageNet counterpart"), ("Crow", "no ImageNet counterpart"),
+                        ("Helicopter", "no ImageNet counterpart"), ([("Meow", 0.1)], "weak"),
+                        ([("Speech", 0.9), ("Music", 0.8)], "no ImageNet counterpart")]:
         g = mapper.map(cue)
-        assert (g.classes, g.confident) == ((), False), cue
-        assert g.gains == ()
+        assert (g.classes, g.confident, g.reason) == ((), False, reason), cue
+        assert g.gains == () and g.to_dict()["reason"] == reason
     text = mapper.map("Speech").explain()
     assert text.startswith("unguided (confident=False)")
     assert "abstained on 'Speech': no curated entry or WordNet sense among the classes; nearest class" in text
