@@ -34,7 +34,7 @@ from ..data.folder import ClassSet, ImageFolderDataset, class_set, collate
 from ..data.transforms import eval_transform
 from ..io import load_model
 from .metrics import hits_at_k, per_class_accuracy, rank
-from .sharded import run_sharded
+from .sharded import fingerprint, run_sharded
 
 
 @dataclass(frozen=True)
@@ -392,7 +392,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, split: str = "val", sub
         p.cutout.to(dev).eval()
     units = [list(range(s, min(s + batch_size, len(ds)))) for s in range(0, len(ds), batch_size)]
     key = {"evaluator": "vision.evaluate", "model": str(model_dir), "data": str(data), "split": split,
-           "samples": [os.path.relpath(p, ds.root) for p, _ in ds.samples], "subsets": named,
+           "samples": fingerprint([(os.path.relpath(p, ds.root), t) for p, t in ds.samples]), "subsets": named,
            "baselines": baselines, "gains": [float(g) for g in gains], "input_size": size, "batch_size": batch_size}
 
     def compute(todo: Sequence[Sequence[int]]):

@@ -14,6 +14,7 @@ line is ignored, and a journal written by a different evaluation (another key) i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -35,6 +36,11 @@ def journal_path(folder: Path, ctx: Dist) -> Path:
     """This process's journal in ``folder``."""
     name = "per_image.jsonl" if ctx.world_size == 1 else f"per_image.{ctx.rank}-of-{ctx.world_size}.jsonl"
     return folder / name
+
+
+def fingerprint(value: Any) -> str:
+    """A short stable digest of JSON-ready ``value`` (for a journal key that names many files)."""
+    return hashlib.sha256(to_json(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def normalise(value: Any) -> Any:
