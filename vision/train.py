@@ -14,8 +14,8 @@ import sys
 
 from xmcommon.cli import render_json, run_cli
 
-from .training import load_config, train
 from .distributed import teardown_distributed
+from .training import load_config, train
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -28,10 +28,10 @@ from xmcommon.files import atomic_write_text
 from xmcommon.ids import parse_ids
 
 from ..baseline import TimmClassifier
-from ..distributed import resolve_device, setup_distributed
 from ..cost import measure
 from ..data.folder import ClassSet, ImageFolderDataset, class_set, collate
 from ..data.transforms import eval_transform
+from ..distributed import resolve_device, setup_distributed
 from ..io import load_model
 from .metrics import hits_at_k, per_class_accuracy, rank
 from .sharded import fingerprint, run_sharded

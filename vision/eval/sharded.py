@@ -94,7 +94,7 @@ def _until(units: Sequence[Sequence[int]], stop_after: int | None) -> list[Seque
 
 
 def run_sharded(units: Sequence[Sequence[int]], compute: Compute, *, key: Any, ctx: Dist,
-                device: torch.device = torch.device("cpu"), folder: str | Path | None = None, resume: bool = False,
+                device: torch.device | None = None, folder: str | Path | None = None, resume: bool = False,
                 stop_after: int | None = None, progress: bool = True, desc: str = "evaluate") -> list[Record] | None:
     """Every image's record, sorted by image index, computed by this process's share of ``units``.
 
@@ -140,7 +140,7 @@ def run_sharded(units: Sequence[Sequence[int]], compute: Compute, *, key: Any, c
     finally:
         if handle is not None:
             handle.close()
-    if any_process(len(todo) < len(pending), ctx, device):
+    if any_process(len(todo) < len(pending), ctx, device or torch.device("cpu")):
         return None
     records = [r for part in all_gather_objects(list(kept.values()), ctx) for r in part]
     return sorted(records, key=lambda r: r["index"])

@@ -33,8 +33,8 @@ from xmcommon.ids import parse_ids
 
 from ..data.folder import ClassSet, EpochSampler, ImageFolderDataset, collate, load_splits
 from ..data.transforms import eval_transform, train_transform
-from ..eval.metrics import hits_at_k, rank
 from ..distributed import Dist, all_reduce_sum, barrier, resolve_device, setup_distributed
+from ..eval.metrics import hits_at_k, rank
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import OptimConfig, TrainConfig
 from .models import build_model
