@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vision.data import list_labelled_images
+from vision.data.photos import split_photos
 from vision.distributed import is_main_process, teardown_distributed
 from xmcommon.cli import run_cli
 
@@ -26,6 +27,8 @@ from .classifier import GuidedClassifier
 from .evaluation import CUE_KINDS, build_items, evaluate
 from .report import write_outputs
 from .result import MODES
+
+PHOTO_SPLITS = ("all", "build", "held-out")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -41,6 +44,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gain-sweep", default="", help="gains to sweep on all levels, e.g. '1,1.5,2,3,4'")
     parser.add_argument("--min-agreement", type=float, default=None,
                         help="fall back to unguided for images whose cue agreement is lower (e.g. 0.5)")
+    parser.add_argument("--photos", choices=PHOTO_SPLITS, default="all",
+                        help="all images, or only the build or held-out ones of vision.data.photos.split_photos")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="eval_out", help="output folder")
@@ -56,7 +61,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError:
         raise ValueError(f"--gain-sweep {args.gain_sweep!r}: expected numbers like '1,2,4'") from None
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    images = list_labelled_images(args.images)[: args.limit]
+    images = list_labelled_images(args.images)
+    if args.photos != "all":
+        images = split_photos(images)[PHOTO_SPLITS.index(args.photos) - 1]
+    images = images[: args.limit]
     clf = GuidedClassifier.from_pretrained(args.model, audio_model=args.audio_model)
     items = build_items(images, cue_csv=args.cues, cue_from_label=args.cue_from_label,
                         wrong_cue_rate=args.wrong_cue_rate, seed=args.seed, classes=clf.model.class_ids)
@@ -66,7 +74,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         return {"stopped": True, "out": args.out}
     cue_desc = args.cues or (f"label {args.cue_from_label}" if args.cue_from_label else "none")
     policy = "" if args.min_agreement is None else f", fallback below cue agreement {args.min_agreement:g}"
-    title = (f"Guided evaluation: {args.images} ({len(items)} images), model {args.model}, cues: {cue_desc}, "
+    photos = "" if args.photos == "all" else f" {args.photos} photos"
+    title = (f"Guided evaluation: {args.images}{photos} ({len(items)} images), model {args.model}, cues: {cue_desc}, "
              f"wrong-cue rate {args.wrong_cue_rate:g}{policy}")
     outputs = write_outputs(report, args.out, title) if is_main_process() else {}
     return {"title": title, "outputs": outputs, **report.to_dict()}

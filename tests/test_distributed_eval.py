@@ -171,3 +171,15 @@ def test_crossmodal_two_processes_and_resume_give_the_single_process_report(cros
     crossmodal_cli.main(parser.parse_args(crossmodal_args(crossmodal_setup, out, "--resume", "--no-progress")))
     assert crossmodal_outputs(out) == expected
     assert journal_indices(journal) == list(range(14))
+
+
+def test_photos_option_evaluates_one_side_of_the_photo_split(crossmodal_setup, tmp_path):
+    parser = crossmodal_cli.get_args_parser()
+    argv = ["--images", str(crossmodal_setup / "photos"), "--model", str(crossmodal_setup / "model"),
+            "--modes", "unguided", "--out", str(tmp_path), "--no-progress"]
+    held_out = crossmodal_cli.main(parser.parse_args([*argv, "--photos", "held-out"]))
+    assert held_out["summary"][0]["images"] == 2 and "held-out photos (2 images)" in held_out["title"]
+    rows = list(csv.DictReader((tmp_path / "per_image.csv").read_text().splitlines()))
+    assert sorted(r["image"] for r in rows) == ["n02085620_1.png", "n02123045_1.png"]  # sha256 of the name
+    build = crossmodal_cli.main(parser.parse_args([*argv, "--photos", "build"]))
+    assert build["summary"][0]["images"] == 12
