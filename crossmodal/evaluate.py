@@ -2,8 +2,13 @@
 
 Cues come from a CSV (``image,cue_audio_or_text``) or are synthesised from each image's true label,
 optionally replaced by a misleading cue (``--wrong-cue-rate``). Writes report.md, summary.json,
-per_image.csv, per_class.csv and plots to ``--out``; prints the report. The library is
-:mod:`crossmodal.evaluation`.
+per_image.csv, per_class.csv and plots to ``--out``; prints the report. The per-image records go to
+``--out``/per_image*.jsonl as they are computed, and ``--resume`` continues an interrupted run. Under torchrun
+the images are shared out over the processes and rank 0 writes the (single-process) report:
+
+    torchrun --nproc_per_node 2 -m crossmodal.evaluate --images DIR --cue-from-label class --out eval_out
+
+The library is :mod:`crossmodal.evaluation`.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from vision.data import list_labelled_images
+from vision.data.photos import split_photos
+from vision.distributed import is_main_process, teardown_distributed
 from xmcommon.cli import run_cli
 
 from .classifier import GuidedClassifier
 from .evaluation import CUE_KINDS, build_items, evaluate
 from .report import write_outputs
 from .result import MODES
+
+PHOTO_SPLITS = ("all", "build", "held-out")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -35,9 +44,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gain-sweep", default="", help="gains to sweep on all levels, e.g. '1,1.5,2,3,4'")
     parser.add_argument("--min-agreement", type=float, default=None,
                         help="fall back to unguided for images whose cue agreement is lower (e.g. 0.5)")
+    parser.add_argument("--photos", choices=PHOTO_SPLITS, default="all",
+                        help="all images, or only the build or held-out ones of vision.data.photos.split_photos")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="eval_out", help="output folder")
+    parser.add_argument("--resume", action="store_true", help="skip the images already in --out's per_image*.jsonl")
+    parser.add_argument("--stop-after", type=int, metavar="N", help="stop each process after N images (to test --resume)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -48,26 +61,40 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError:
         raise ValueError(f"--gain-sweep {args.gain_sweep!r}: expected numbers like '1,2,4'") from None
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    images = list_labelled_images(args.images)[: args.limit]
+    images = list_labelled_images(args.images)
+    if args.photos != "all":
+        images = split_photos(images)[PHOTO_SPLITS.index(args.photos) - 1]
+    images = images[: args.limit]
     clf = GuidedClassifier.from_pretrained(args.model, audio_model=args.audio_model)
     items = build_items(images, cue_csv=args.cues, cue_from_label=args.cue_from_label,
                         wrong_cue_rate=args.wrong_cue_rate, seed=args.seed, classes=clf.model.class_ids)
     report = evaluate(clf, items, modes=modes, gain_sweep=sweep, min_agreement=args.min_agreement,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, journal=args.out, resume=args.resume, stop_after=args.stop_after)
+    if report is None:
+        return {"stopped": True, "out": args.out}
     cue_desc = args.cues or (f"label {args.cue_from_label}" if args.cue_from_label else "none")
     policy = "" if args.min_agreement is None else f", fallback below cue agreement {args.min_agreement:g}"
-    title = (f"Guided evaluation: {args.images} ({len(items)} images), model {args.model}, cues: {cue_desc}, "
+    photos = "" if args.photos == "all" else f" {args.photos} photos"
+    title = (f"Guided evaluation: {args.images}{photos} ({len(items)} images), model {args.model}, cues: {cue_desc}, "
              f"wrong-cue rate {args.wrong_cue_rate:g}{policy}")
-    return {"title": title, "outputs": write_outputs(report, args.out, title), **report.to_dict()}
+    outputs = write_outputs(report, args.out, title) if is_main_process() else {}
+    return {"title": title, "outputs": outputs, **report.to_dict()}
 
 
-def _render(result: dict[str, Any], args: argparse.Namespace) -> str:
+def _render(result: dict[str, Any], args: argparse.Namespace) -> str | None:
+    if not is_main_process():
+        return None
+    if result.get("stopped"):
+        return f"stopped after --stop-after {args.stop_after} images per process; continue with --resume"
     report = Path(result["outputs"]["markdown"]).read_text()
     return report + "\n" + "\n".join(f"{k}: {v}" for k, v in result["outputs"].items())
 
 
 def cli(argv: list[str] | None = None) -> int:
-    return run_cli(get_args_parser(), main, argv, _render)
+    try:
+        return run_cli(get_args_parser(), main, argv, _render)
+    finally:
+        teardown_distributed()
 
 
 if __name__ == "__main__":

@@ -15,17 +15,18 @@ import random
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from mappings import Guide
 from vision.data import LabelledImage
+from vision.distributed import all_gather_objects, setup_distributed
 from vision.eval.metrics import auroc, calibration, hits_at_k, per_class_accuracy
+from vision.eval.sharded import fingerprint, run_sharded
 
 from .classifier import GuidedClassifier
 from .result import MODES
@@ -33,6 +34,10 @@ from .result import MODES
 CUE_KINDS = ("class", "superclass")
 CALIBRATION_BINS = 15
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+# What an evaluation measures rather than computes (timings, per-process cache counters): these differ between
+# any two runs; every other figure of the report is the same for any number of processes and after a resume.
+MEASURED = frozenset({"latency_ms", "select_ms", "preprocess_ms", "mapper_load_s", "cue_to_guide_ms_per_distinct_cue",
+                      "cue_to_guide_ms_amortized_per_image", "cutout_cache", "mean_cutout_build_ms"})
 
 
 @dataclass(frozen=True)
@@ -120,76 +125,116 @@ def build_items(images: Sequence[LabelledImage], *, cue_csv: str | Path | None =
 
 
 def evaluate(clf: GuidedClassifier, items: Sequence[EvalItem], *, modes: Sequence[str] = MODES,
-             gain_sweep: Sequence[float] = (), min_agreement: float | None = None,
-             progress: bool = True) -> EvalReport:
+             gain_sweep: Sequence[float] = (), min_agreement: float | None = None, progress: bool = True,
+             journal: str | Path | None = None, resume: bool = False,
+             stop_after: int | None = None) -> EvalReport | None:
     """Run every mode on every item (shared trunk features) and aggregate.
 
     ``min_agreement`` is the classifier's opt-in policy: guided modes fall back to unguided for images whose
-    cue agreement is lower.
+    cue agreement is lower. Under torchrun the images are shared out over the processes
+    (:mod:`vision.eval.sharded`) and every process returns the single-process report (its timings and cache
+    counters, :data:`MEASURED`, are those of this run's processes). ``journal``: a folder for the per-image
+    records (``per_image*.jsonl``); ``resume`` skips the images found there; ``stop_after`` stops each process
+    after that many images and returns None (a simulated interruption).
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"modes must be a non-empty subset of {MODES}, got {list(modes)}")
     if not items:
         raise ValueError("nothing to evaluate: no images")
-    guides: dict[str, Guide] = {}
+    ctx = setup_distributed(clf.device.type)
     start = time.perf_counter()
     if any(item.cue is not None for item in items):
         clf.cues.mapper  # noqa: B018 - load the mapper before timing cues
     mapper_load_seconds = time.perf_counter() - start
-    cue_seconds = 0.0
-    levels = len(clf.model.levels)
-    rows: list[dict[str, Any]] = []
-    sweep_hits: dict[tuple[str, float], int] = defaultdict(int)
-    for item in tqdm(items, desc="evaluate", unit="img", disable=not progress):
-        guide = None
-        if item.cue is not None:
-            if item.cue not in guides:
-                start = time.perf_counter()
-                guides[item.cue] = guide_for_cue(clf, item.cue)
-                cue_seconds += time.perf_counter() - start
-            guide = guides[item.cue]
-        start = time.perf_counter()
-        inputs = clf.preprocessor([item.image.path])
-        preprocess_ms = 1e3 * (time.perf_counter() - start)
-        start = time.perf_counter()
-        features = clf.trunk_features(inputs)
-        trunk_ms = 1e3 * (time.perf_counter() - start)
-        for mode in modes:
-            result = clf.predict_features(features, guide, mode, top_k=5, timings=(preprocess_ms, trunk_ms),
-                                          min_agreement=min_agreement)[0]
-            ids = [p.class_id for p in result.predictions]
-            ranked = torch.tensor([ids])
-            label = torch.tensor([item.image.class_id])
-            rows.append({
-                "image": item.image.path.name, "class_id": item.image.class_id, "cue": item.cue or "",
-                "wrong_cue": item.wrong_cue, "mode": mode, "ran": result.mode, "fallback": result.fallback or "",
-                "pred": ids[0], "top1": bool(hits_at_k(ranked, label, 1)), "top5": bool(hits_at_k(ranked, label, 5)),
-                "confidence": result.top1.prob,
-                "cue_agreement": "" if result.cue_agreement is None else result.cue_agreement,
-                "params": result.cost.params, "gmacs": result.cost.gmacs,
-                "latency_ms": trunk_ms + result.timings.branches_ms, "select_ms": result.timings.select_ms,
-                "preprocess_ms": preprocess_ms,
-                "guide_has_label": guide is not None and item.image.class_id in guide.classes,
-            })
-        for gain in gain_sweep:
-            for mode in ("attend", "cutout+attend"):
-                result = clf.predict_features(features, guide, mode, top_k=1, level_gains=[gain] * levels)[0]
-                sweep_hits[(mode, gain)] += result.top1.class_id == item.image.class_id
-    confident = [g for g in guides.values() if g.confident]
+    guides: dict[str, Guide] = {}
+
+    def compute(todo: Sequence[Sequence[int]]) -> Iterator[list[dict[str, Any]]]:
+        for (index,) in todo:
+            yield [_image_record(clf, index, items[index], guides, modes, gain_sweep, min_agreement)]
+
+    key = {"evaluator": "crossmodal.evaluate", "model": fingerprint(clf.model.config.to_dict()), "modes": list(modes),
+           "gain_sweep": [float(g) for g in gain_sweep], "min_agreement": min_agreement,
+           "items": fingerprint([[str(i.image.path), i.image.class_id, i.cue, i.wrong_cue] for i in items])}
+    records = run_sharded([[i] for i in range(len(items))], compute, key=key, ctx=ctx, device=clf.device,
+                          folder=journal, resume=resume, stop_after=stop_after, progress=progress)
+    if records is None:
+        return None
+    rows = [row for r in records for row in r["rows"]]
+    confident = {r["cue"]: r["guide_confident"] for r in records if r["guide_confident"] is not None}
+    cue_seconds = sum(r["cue_ms"] for r in records) / 1e3
+    processes = all_gather_objects((mapper_load_seconds, clf.cutouts.stats()), ctx)
+    cache = [stats for _, stats in processes]
+    builds = [s for stats in cache for s in stats.build_seconds]
     cues = {
-        "distinct_cues": len(guides), "confident_guides": len(confident), "mapper_load_s": mapper_load_seconds,
-        "cue_to_guide_ms_per_distinct_cue": 1e3 * cue_seconds / max(1, len(guides)),
+        "distinct_cues": len(confident), "confident_guides": sum(confident.values()),
+        "mapper_load_s": max(load for load, _ in processes),
+        "cue_to_guide_ms_per_distinct_cue": 1e3 * cue_seconds / max(1, len(confident)),
         "cue_to_guide_ms_amortized_per_image": 1e3 * cue_seconds / len(items),
         "images_with_cue": sum(i.cue is not None for i in items),
         "wrong_cues": sum(i.wrong_cue for i in items),
         "guide_contains_label": sum(bool(r["guide_has_label"]) for r in rows if r["mode"] == modes[0]) / len(items),
-        "cutout_cache": {k: v for k, v in clf.cutouts.stats().to_dict().items() if k != "build_seconds"},
-        "mean_cutout_build_ms": 1e3 * statistics.fmean(clf.cutouts.stats().build_seconds or [0.0]),
+        "cutout_cache": _cache_totals(cache),
+        "mean_cutout_build_ms": 1e3 * statistics.fmean(builds or [0.0]),
     }
     cues["agreement_auroc"] = agreement_auroc(rows)
+    sweep_hits: dict[tuple[str, float], int] = defaultdict(int)
+    for r in records:
+        for mode, gain, hit in r["sweep"]:
+            sweep_hits[(mode, gain)] += hit
     sweep = [{"gain": g, "mode": m, "top1": hits / len(items)} for (m, g), hits in sorted(sweep_hits.items())]
     return EvalReport(_summary(rows, modes), rows, _per_class(rows, modes, clf.class_names), cues, sweep)
+
+
+def _image_record(clf: GuidedClassifier, index: int, item: EvalItem, guides: dict[str, Guide], modes: Sequence[str],
+                  gain_sweep: Sequence[float], min_agreement: float | None) -> dict[str, Any]:
+    """Everything the report needs of one image: a row per mode, its gain-sweep hits, its cue's guide cost."""
+    guide, cue_ms = None, 0.0
+    if item.cue is not None:
+        if item.cue not in guides:
+            start = time.perf_counter()
+            guides[item.cue] = guide_for_cue(clf, item.cue)
+            cue_ms = 1e3 * (time.perf_counter() - start)
+        guide = guides[item.cue]
+    start = time.perf_counter()
+    inputs = clf.preprocessor([item.image.path])
+    preprocess_ms = 1e3 * (time.perf_counter() - start)
+    start = time.perf_counter()
+    features = clf.trunk_features(inputs)
+    trunk_ms = 1e3 * (time.perf_counter() - start)
+    rows = []
+    for mode in modes:
+        result = clf.predict_features(features, guide, mode, top_k=5, timings=(preprocess_ms, trunk_ms),
+                                      min_agreement=min_agreement)[0]
+        ids = [p.class_id for p in result.predictions]
+        ranked = torch.tensor([ids])
+        label = torch.tensor([item.image.class_id])
+        rows.append({
+            "image": item.image.path.name, "class_id": item.image.class_id, "cue": item.cue or "",
+            "wrong_cue": item.wrong_cue, "mode": mode, "ran": result.mode, "fallback": result.fallback or "",
+            "pred": ids[0], "top1": bool(hits_at_k(ranked, label, 1)), "top5": bool(hits_at_k(ranked, label, 5)),
+            "confidence": result.top1.prob,
+            "cue_agreement": "" if result.cue_agreement is None else result.cue_agreement,
+            "params": result.cost.params, "gmacs": result.cost.gmacs,
+            "latency_ms": trunk_ms + result.timings.branches_ms, "select_ms": result.timings.select_ms,
+            "preprocess_ms": preprocess_ms,
+            "guide_has_label": guide is not None and item.image.class_id in guide.classes,
+        })
+    levels = len(clf.model.levels)
+    sweep = [[mode, float(gain), clf.predict_features(features, guide, mode, top_k=1, level_gains=[gain] * levels)[0]
+              .top1.class_id == item.image.class_id] for gain in gain_sweep for mode in ("attend", "cutout+attend")]
+    return {"index": index, "cue": item.cue, "rows": rows, "sweep": sweep, "cue_ms": cue_ms,
+            "guide_confident": None if guide is None else guide.confident}
+
+
+def _cache_totals(stats: Sequence[Any]) -> dict[str, Any]:
+    """The cutout caches of all processes as one: counts and sizes summed, limits as configured."""
+    totals = {k: v for k, v in stats[0].to_dict().items() if k != "build_seconds"}
+    for other in stats[1:]:
+        for k, v in other.to_dict().items():
+            if k in ("hits", "misses", "size", "nbytes"):
+                totals[k] += v
+    return totals
 
 
 def agreement_auroc(rows: list[dict[str, Any]]) -> float | None:

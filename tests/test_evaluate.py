@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from vision import SeqParConfig, build_seqpar
+from tests.vision_helpers import synthetic_model
 from vision.baseline import TimmClassifier
 from vision.data.folder import class_set
 from vision.data.synthetic import class_folder, generate
@@ -15,8 +15,6 @@ from vision.eval import evaluate
 from vision.evaluate import get_args_parser, main
 
 FOLDERS = [class_folder(c) for c in range(10)]
-TREE = {"name": "root", "children": [{"name": "lower", "children": [0, 1, 2, 3, 4]},
-                                     {"name": "upper", "children": [5, 6, 7, 8, 9]}]}
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +22,7 @@ def setup(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("eval")
     generate(root / "data", train_per_class=1, val_per_class=3, size=32, seed=2)
-    torch.manual_seed(0)
-    cfg = SeqParConfig(backbone="resnet18", split_point="layer1", topology="nhl", hierarchy=TREE, num_classes=10,
-                       branch_channels=(8, 8), branch_depth=(1, 1), branch_stride=(2, 1), class_names=tuple(FOLDERS),
-                       image_size=32, preprocessing={"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-                                                     "crop_pct": 1.0})
-    build_seqpar(cfg).save_pretrained(root / "model")
+    synthetic_model().save_pretrained(root / "model")
     return root
 
 

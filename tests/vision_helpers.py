@@ -68,6 +68,23 @@ def randomise_norms(model: torch.nn.Module) -> None:
                 p.normal_(0, 0.2)
 
 
+SYNTHETIC_TREE = {"name": "root", "children": [{"name": "lower", "children": [0, 1, 2, 3, 4]},
+                                               {"name": "upper", "children": [5, 6, 7, 8, 9]}]}
+
+
+def synthetic_model(seed: int = 0) -> SeqParModel:
+    """A tiny two-level NHL model for the 10 classes of :mod:`vision.data.synthetic` (32 px inputs)."""
+    from vision import build_seqpar
+    from vision.data.synthetic import class_folder
+
+    torch.manual_seed(seed)
+    cfg = SeqParConfig(backbone="resnet18", split_point="layer1", topology="nhl", hierarchy=SYNTHETIC_TREE,
+                       num_classes=10, branch_channels=(8, 8), branch_depth=(1, 1), branch_stride=(2, 1),
+                       class_names=tuple(class_folder(c) for c in range(10)), image_size=32,
+                       preprocessing={"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "crop_pct": 1.0})
+    return build_seqpar(cfg)
+
+
 def random_tree(num_classes: int, seed: int) -> dict:
     """A random nesting of classes ``0..num_classes-1`` up to 3 levels deep."""
     rng = random.Random(seed)

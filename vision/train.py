@@ -14,8 +14,8 @@ import sys
 
 from xmcommon.cli import render_json, run_cli
 
+from .distributed import teardown_distributed
 from .training import load_config, train
-from .training.distributed import teardown_distributed
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,10 @@ from ..baseline import TimmClassifier
 from ..cost import measure
 from ..data.folder import ClassSet, ImageFolderDataset, class_set, collate
 from ..data.transforms import eval_transform
+from ..distributed import resolve_device, setup_distributed
 from ..io import load_model
-from .metrics import per_class_accuracy, rank, topk_correct
+from .metrics import hits_at_k, per_class_accuracy, rank
+from .sharded import fingerprint, run_sharded
 
 
 @dataclass(frozen=True)
@@ -173,39 +176,80 @@ def resolve_subsets(specs: Sequence[str], subsets_file: str | None, num_classes:
     return out
 
 
-def _loader(ds, indices, batch_size, workers):
-    subset = ds if indices is None else torch.utils.data.Subset(ds, indices)
-    return torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
+@dataclass(frozen=True)
+class _SubsetPass:
+    """What one subset adds to each batch: its cutout (and baseline) on the batch's images of its classes."""
+
+    name: str
+    positions: list[int]
+    cutout: nn.Module
+    column: torch.Tensor  # full-model position -> the cutout's output column (-1: not in the subset)
+    restrict: list[int]  # the full model's columns of the cutout's classes, in the cutout's order
+    baseline: nn.Module | None
+    baseline_column: torch.Tensor | None
+
+
+def _subset_pass(model: nn.Module, name: str, positions: list[int], baseline: nn.Module | None) -> _SubsetPass:
+    _require_seqpar(model, "cutout evaluation")
+    ids = model.class_ids
+    sub = model.cutout([ids[p] for p in positions])
+    column = torch.full((len(ids),), -1, dtype=torch.long)
+    column[[ids.index(c) for c in sub.class_ids]] = torch.arange(len(sub.class_ids))
+    baseline_column = None
+    if baseline is not None:
+        # matched by class name: a subset-trained model's ids are positions unless its folders are wnids
+        names, base_names = model.class_names, list(baseline.class_names)
+        if sorted(base_names) != sorted(names[p] for p in positions):
+            raise ValueError(f"baseline for subset {name!r} has classes {base_names}, "
+                             f"expected {[names[p] for p in positions]}")
+        baseline_column = torch.full((len(ids),), -1, dtype=torch.long)
+        baseline_column[positions] = torch.tensor([base_names.index(names[p]) for p in positions])
+    return _SubsetPass(name, positions, sub, column, [ids.index(c) for c in sub.class_ids], baseline, baseline_column)
+
+
+def _top1_hits(logits: torch.Tensor, targets: torch.Tensor) -> list[bool]:
+    return (rank(logits, 1)[:, 0] == targets).tolist()
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, device: torch.device, gain: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All logits (float32, CPU) and targets; with `gain`, the true class's branch gets that gain."""
-    model.eval()
-    logits, targets = [], []
-    for images, t, _ in loader:
-        images = images.to(device)
-        if gain is None:
-            out = model(images)
-        else:
-            g = torch.ones(images.shape[0], _width(model), device=device)
-            g[torch.arange(images.shape[0]), t.to(device)] = gain
-            out = model(images, gains=g)
-        logits.append(out.float().cpu())
-        targets.append(t)
-    return torch.cat(logits), torch.cat(targets)
+def _batch_records(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, indices: Sequence[int],
+                   passes: Sequence[_SubsetPass], gains: Sequence[float], device: torch.device) -> list[dict]:
+    """Per image of one batch: top-1/top-5 hits of the full model, of each subset's cutout and baseline (with the
+    largest |full - cutout| logit difference) and, per gain, the top-1 hit with that gain on the true class."""
+    images = images.to(device)
+    logits = model(images).float().cpu()
+    ranked = rank(logits, 5)
+    top1, top5 = hits_at_k(ranked, targets, 1).tolist(), hits_at_k(ranked, targets, 5).tolist()
+    records = [{"index": i, "target": t, "top1": a, "top5": b, "subsets": {}, "gains": []}
+               for i, t, a, b in zip(indices, targets.tolist(), top1, top5)]
+    for p in passes:
+        rows = (p.column[targets] >= 0).nonzero().flatten()
+        if rows.numel() == 0:
+            continue
+        sub_logits = p.cutout(images[rows.to(device)]).float().cpu()
+        hits = _top1_hits(sub_logits, p.column[targets[rows]])
+        diffs = (logits[rows][:, p.restrict] - sub_logits).abs().amax(1).tolist()
+        base = ([None] * len(hits) if p.baseline is None else
+                _top1_hits(p.baseline(images[rows.to(device)]).float().cpu(), p.baseline_column[targets[rows]]))
+        for row, hit, diff, base_hit in zip(rows.tolist(), hits, diffs, base):
+            entry = {"cutout_top1": hit, "logit_diff": diff}
+            if base_hit is not None:
+                entry["baseline_top1"] = base_hit
+            records[row]["subsets"][p.name] = entry
+    for g in gains:
+        g_map = torch.ones(images.shape[0], _width(model), device=device)
+        g_map[torch.arange(images.shape[0]), targets.to(device)] = g
+        for record, hit in zip(records, _top1_hits(model(images, gains=g_map).float().cpu(), targets)):
+            record["gains"].append(hit)
+    return records
 
 
 def _width(model: nn.Module) -> int:
     return len(model.class_ids)
 
 
-def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> Accuracy:
-    """Top-1 and (with more than 10 classes) top-5 accuracy in percent."""
-    if targets.numel() == 0:
-        raise ValueError("no images to evaluate")
-    n, correct = int(targets.numel()), topk_correct(logits, targets, (1, 5))
-    return Accuracy(100.0 * correct[1] / n, 100.0 * correct[5] / n if logits.shape[1] > 10 else None, n)
+def _percent(hits: Sequence[bool]) -> float:
+    return 100.0 * sum(hits) / len(hits)
 
 
 def _cost(model: nn.Module, input_size: int) -> tuple[int, float]:
@@ -218,53 +262,28 @@ def _require_seqpar(model: nn.Module, what: str) -> None:
         raise ValueError(f"{what} needs a SeqPar model; {model.name} is a plain timm baseline")
 
 
-def evaluate_subset(model, ds, name, positions, *, full_logits, targets, device, input_size, batch_size, workers,
-                    baseline: nn.Module | None = None) -> SubsetResult:
-    """Full model vs. its cutout (and optionally a subset-trained baseline) on the images of `positions`."""
-    _require_seqpar(model, "cutout evaluation")
-    ids = model.class_ids
-    keep = torch.isin(targets, torch.tensor(positions))
-    indices = keep.nonzero().flatten().tolist()
-    if not indices:
-        raise ValueError(f"subset {name!r} has no images in the evaluation data")
-    class_ids = [ids[p] for p in positions]
-    sub = model.cutout(class_ids)
-    sub_ids = sub.class_ids
-    col = {cid: j for j, cid in enumerate(sub_ids)}
-    sub_logits, sub_targets = predict(sub, _loader(ds, indices, batch_size, workers), device)
-    # targets are full-model positions; map them to the cutout's output columns
-    sub_targets = torch.tensor([col[ids[t]] for t in sub_targets.tolist()])
-    full_sel = full_logits[keep]
-    restricted = full_sel[:, [ids.index(c) for c in sub_ids]]
+def _subset_result(model: nn.Module, p: _SubsetPass, records: Sequence[dict], input_size: int) -> SubsetResult:
+    """One row of the cutout table from the per-image records of the subset's images."""
+    mine = [(r, r["subsets"][p.name]) for r in records if p.name in r["subsets"]]
     full_params, full_gmacs = _cost(model, input_size)
-    cut_params, cut_gmacs = _cost(sub, input_size)
-    result = dict(name=name, positions=positions, class_ids=class_ids, images=len(indices),
-                  full_top1=accuracy(full_sel, targets[keep]).top1, cutout_top1=accuracy(sub_logits, sub_targets).top1,
+    cut_params, cut_gmacs = _cost(p.cutout, input_size)
+    ids = model.class_ids
+    result = dict(name=p.name, positions=p.positions, class_ids=[ids[q] for q in p.positions], images=len(mine),
+                  full_top1=_percent([r["top1"] for r, _ in mine]), cutout_top1=_percent([e["cutout_top1"] for _, e in mine]),
                   full_params=full_params, cutout_params=cut_params, full_gmacs=full_gmacs, cutout_gmacs=cut_gmacs,
                   params_reduction_pct=100.0 * (cut_params - full_params) / full_params,
                   gmacs_reduction_pct=100.0 * (cut_gmacs - full_gmacs) / full_gmacs,
-                  cutout_max_logit_diff=(restricted - sub_logits).abs().max().item())
-    if baseline is not None:
-        # matched by class name: a subset-trained model's ids are positions unless its folders are wnids
-        names, base_names = model.class_names, baseline.class_names
-        if sorted(base_names) != sorted(names[p] for p in positions):
-            raise ValueError(f"baseline for subset {name!r} has classes {base_names}, "
-                             f"expected {[names[p] for p in positions]}")
-        bcol = {n: j for j, n in enumerate(base_names)}
-        b_logits, _ = predict(baseline, _loader(ds, indices, batch_size, workers), device)
-        b_targets = torch.tensor([bcol[names[t]] for t in targets[keep].tolist()])
-        b_params, b_gmacs = _cost(baseline, input_size)
-        result.update(baseline_top1=accuracy(b_logits, b_targets).top1, baseline_params=b_params, baseline_gmacs=b_gmacs)
+                  cutout_max_logit_diff=max(e["logit_diff"] for _, e in mine))
+    if p.baseline is not None:
+        b_params, b_gmacs = _cost(p.baseline, input_size)
+        result.update(baseline_top1=_percent([e["baseline_top1"] for _, e in mine]), baseline_params=b_params,
+                      baseline_gmacs=b_gmacs)
     return SubsetResult(**result)
 
 
-def gain_sweep(model, loader, device, gains: Sequence[float], baseline_top1: float) -> GainSweep:
+def _gain_sweep(gains: Sequence[float], records: Sequence[dict], baseline_top1: float) -> GainSweep:
     """Top-1 when each image's true-class branch gets gain g (the paper's guided run), for each g."""
-    _require_seqpar(model, "the gain sweep")
-    top1 = []
-    for g in gains:
-        logits, targets = predict(model, loader, device, gain=float(g))
-        top1.append(accuracy(logits, targets).top1)
+    top1 = [_percent([r["gains"][k] for r in records]) for k in range(len(gains))]
     best = max(range(len(gains)), key=lambda k: (top1[k], -gains[k]))
     return GainSweep([float(g) for g in gains], top1, float(gains[best]), top1[best], baseline_top1)
 
@@ -333,36 +352,75 @@ def _plot_gains(gs: GainSweep, path: Path) -> None:
 def evaluate(model_dir: str | Path, data: str | Path, *, split: str = "val", subsets: Sequence[str] = (),
              subsets_file: str | None = None, gains: Sequence[float] = (), baselines: dict[str, str] | None = None,
              input_size: int | None = None, batch_size: int = 64, workers: int = 2, device: str = "cpu",
-             out: str | Path | None = None) -> EvalReport:
-    """Evaluate the model in `model_dir` on `data` (a folder with `split/` or a class-folder tree)."""
+             out: str | Path | None = None, resume: bool = False, stop_after: int | None = None,
+             progress: bool = False) -> EvalReport | None:
+    """Evaluate the model in `model_dir` on `data` (a folder with `split/` or a class-folder tree).
+
+    Under torchrun the batches are shared out over the processes (:mod:`vision.eval.sharded`); the report is
+    the one a single process gives, and rank 0 writes it. With `out` the per-image records go to
+    `out/per_image*.jsonl` as they are computed; `resume` skips the images found there. `stop_after` stops each
+    process after that many images (returns None): a simulated interruption.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ctx = setup_distributed(_device_kind(device))
+    dev = resolve_device(device, ctx, "--device")
     model = load_model(model_dir)
-    dev = torch.device(device)
     model.to(dev).eval()
     data_config = model.data_config()
     if input_size:
         data_config["input_size"] = (3, input_size, input_size)
     size = data_config["input_size"][-1]
     ds, folder_positions = dataset_for_model(model, _split_dir(Path(data), split), eval_transform(data_config))
-    full_loader = _loader(ds, None, batch_size, workers)
-    logits, targets = predict(model, full_loader, dev)
-    acc = accuracy(logits, targets)
+    if not ds.samples:
+        raise ValueError("no images to evaluate")
     ids, names = model.class_ids, model.class_names
-    class_top1 = per_class_accuracy(targets, rank(logits, 1)[:, 0] == targets, len(ids))
-    counts = torch.bincount(targets, minlength=len(ids)).tolist()
-    per_class = [{"position": pos, "class_id": cid, "name": name, "images": counts[pos],
-                  "top1": None if class_top1[pos] is None else 100.0 * class_top1[pos]}
-                 for pos, (cid, name) in enumerate(zip(ids, names))]
     named = resolve_subsets(subsets, subsets_file, len(ids), folder_positions)
     baselines = baselines or {}
     unknown = set(baselines) - set(named)
     if unknown:
         raise ValueError(f"baselines given for unknown subsets {sorted(unknown)}; subsets are {sorted(named)}")
-    subset_results = [evaluate_subset(model, ds, name, pos, full_logits=logits, targets=targets, device=dev,
-                                      input_size=size, batch_size=batch_size, workers=workers,
-                                      baseline=load_model(baselines[name]).to(dev) if name in baselines else None)
-                      for name, pos in named.items()]
-    sweep = gain_sweep(model, full_loader, dev, list(gains), acc.top1) if gains else None
+    present = {t for _, t in ds.samples}
+    for name, pos in named.items():
+        if present.isdisjoint(pos):
+            raise ValueError(f"subset {name!r} has no images in the evaluation data")
+    if gains:
+        _require_seqpar(model, "the gain sweep")
+    passes = [_subset_pass(model, name, pos, load_model(baselines[name]).to(dev).eval() if name in baselines else None)
+              for name, pos in named.items()]
+    for p in passes:
+        p.cutout.to(dev).eval()
+    units = [list(range(s, min(s + batch_size, len(ds)))) for s in range(0, len(ds), batch_size)]
+    key = {"evaluator": "vision.evaluate", "model": str(model_dir), "data": str(data), "split": split,
+           "samples": fingerprint([(os.path.relpath(p, ds.root), t) for p, t in ds.samples]), "subsets": named,
+           "baselines": baselines, "gains": [float(g) for g in gains], "input_size": size, "batch_size": batch_size}
+
+    def compute(todo: Sequence[Sequence[int]]):
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=todo, num_workers=workers, collate_fn=collate)
+        for unit, (images, targets, _) in zip(todo, loader):
+            yield _batch_records(model, images, targets, unit, passes, gains, dev)
+
+    records = run_sharded(units, compute, key=key, ctx=ctx, device=dev, folder=out, resume=resume,
+                          stop_after=stop_after, progress=progress)
+    if records is None:
+        return None
+    targets = torch.tensor([r["target"] for r in records])
+    acc = Accuracy(_percent([r["top1"] for r in records]),
+                   _percent([r["top5"] for r in records]) if len(ids) > 10 else None, len(records))
+    class_top1 = per_class_accuracy(targets, torch.tensor([r["top1"] for r in records]), len(ids))
+    counts = torch.bincount(targets, minlength=len(ids)).tolist()
+    per_class = [{"position": pos, "class_id": cid, "name": name, "images": counts[pos],
+                  "top1": None if class_top1[pos] is None else 100.0 * class_top1[pos]}
+                 for pos, (cid, name) in enumerate(zip(ids, names))]
+    subset_results = [_subset_result(model, p, records, size) for p in passes]
+    sweep = _gain_sweep(list(gains), records, acc.top1) if gains else None
     report = EvalReport(str(model_dir), str(data), acc, per_class, subset_results, sweep)
-    if out is not None:
+    if out is not None and ctx.is_main:
         _write_outputs(report, Path(out), size)
     return report
+
+
+def _device_kind(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

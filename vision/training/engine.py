@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import yaml
 from torch import nn
 from tqdm import tqdm
@@ -34,10 +33,10 @@ from xmcommon.ids import parse_ids
 
 from ..data.folder import ClassSet, EpochSampler, ImageFolderDataset, collate, load_splits
 from ..data.transforms import eval_transform, train_transform
+from ..distributed import Dist, all_reduce_sum, barrier, resolve_device, setup_distributed
 from ..eval.metrics import hits_at_k, rank
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import OptimConfig, TrainConfig
-from .distributed import Dist, all_reduce_sum, resolve_device, setup_distributed
 from .models import build_model
 
 
@@ -435,8 +434,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, dry_run: bool =
             p.stopped = True
             break
     model_dir = run.export() if run.ctx.is_main and not dry_run and not p.stopped else None
-    if run.ctx.world_size > 1:
-        dist.barrier()
+    barrier(run.ctx)
     return TrainResult(str(run.out), p.epochs_done, p.global_step, p.final_val, p.best_top1, model_dir, p.stopped,
                        p.skipped_total, run.classes.to_dict())
 
