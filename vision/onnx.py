@@ -63,10 +63,11 @@ def gain_keys(model: SeqParModel) -> list[int | str]:
             for nodes in model.hierarchy.levels for n in nodes]
 
 
-def gain_vector(model: SeqParModel, gains: Gains) -> np.ndarray:
-    """The ``gains`` input ``(1, N)`` for ``gains`` as :meth:`SeqParModel.level_gains` takes them (1 elsewhere)."""
-    levels = model.level_gains(gains, 1)
-    return torch.cat([torch.ones(1, level.groups) if g is None else g.float().cpu()
+def gain_vector(model: SeqParModel, gains: Gains, batch_size: int = 1) -> np.ndarray:
+    """The ``gains`` input ``(B or 1, N)`` for ``gains`` as :meth:`SeqParModel.level_gains` takes them (1 elsewhere)."""
+    levels = model.level_gains(gains, batch_size)
+    rows = max((g.shape[0] for g in levels if g is not None), default=1)
+    return torch.cat([torch.ones(rows, level.groups) if g is None else g.float().cpu().expand(rows, -1)
                       for g, level in zip(levels, model.levels)], 1).numpy()
 
 

@@ -29,11 +29,19 @@ def to_fp16(source: str | os.PathLike, path: str | os.PathLike) -> Path:
     return _write(proto, path, metadata, {"variant": "fp16"})
 
 
-def to_int8(source: str | os.PathLike, path: str | os.PathLike, images: Iterable[np.ndarray]) -> Path:
+# The first convolutions (stem and first block) of the default model's trunk lose 8-10 top-1 points in int8 on
+# the held-out photos when quantized with everything else, 1.1 when kept in float (docs: benchmarks/deploy.py).
+FLOAT_CONVS = 3
+
+
+def to_int8(source: str | os.PathLike, path: str | os.PathLike, images: Iterable[np.ndarray], *,
+            float_convs: int = FLOAT_CONVS) -> Path:
     """Write ``source`` quantized to int8 (QDQ, per-channel weights, MinMax activation ranges) at ``path``.
 
     ``images``: preprocessed calibration batches ``(B, 3, S, S)`` (photos the evaluation will not see);
     a file with a gains input is calibrated with every gain 1. Their count and sha256 go into the provenance.
+    Every node before the graph's ``float_convs + 1``-th convolution stays float (the input stem is the most
+    sensitive part).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -51,13 +59,27 @@ def to_int8(source: str | os.PathLike, path: str | os.PathLike, images: Iterable
     with tempfile.TemporaryDirectory() as tmp:
         prepared, quantized = Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        keep = _leading_nodes(onnx.load(str(prepared)).graph, float_convs)
         quantize_static(str(prepared), str(quantized), _Feeds(feeds), quant_format=QuantFormat.QDQ,
+                        nodes_to_exclude=keep,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
         proto = onnx.load(str(quantized))
     calibration = {"images": int(sum(b.shape[0] for b in batches)), "sha256": digest.hexdigest(),
-                   "method": "static QDQ, per-channel int8 weights, uint8 activations, MinMax"}
+                   "method": "static QDQ, per-channel int8 weights, uint8 activations, MinMax",
+                   "float_convs": float_convs}
     return _write(proto, path, metadata, {"variant": "int8", "int8_calibration": calibration})
+
+
+def _leading_nodes(graph: Any, convs: int) -> list[str]:
+    """Names of the nodes before the ``convs + 1``-th Conv (graph order)."""
+    names, seen = [], 0
+    for node in graph.node:
+        seen += node.op_type == "Conv"
+        if seen > convs:
+            break
+        names.append(node.name)
+    return names
 
 
 def _sort_nodes(graph: Any) -> None:
