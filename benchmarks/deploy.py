@@ -4,7 +4,8 @@ Per model: file size, per-frame latency at each batch (torch and each onnxruntim
 median of ``--runs``; files without a gains input, i.e. the plain logits), export time (median of
 ``--export-runs`` exports of the file the classifier makes per cue, with a gains input) and, with ``--images``,
 top-1 on the held-out photos (``vision.data.photos.split_photos``) and agreement with torch's top-1; int8 is
-calibrated on ``--calibration-count`` build photos (never the held-out ones).
+calibrated on ``--calibration-count`` build photos (never the held-out ones); "int8" keeps only the trunk's stem
+in float, "int8 branches" the whole trunk.
 
     python -m benchmarks.deploy --images ../shared/data/imagenet-samples
     python -m benchmarks.deploy --runs 3 --export-runs 3 --batches 1      # without photos: latency, size, export
@@ -62,6 +63,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if args.images:
                 calibration = calibration_batches(model, args.images, args.calibration_count)
                 files["onnxruntime int8"] = to_int8(files["onnxruntime fp32"], Path(tmp, "int8.onnx"), calibration)
+                files["onnxruntime int8 branches"] = to_int8(files["onnxruntime fp32"], Path(tmp, "int8b.onnx"),
+                                                             calibration, float_trunk=True)
             sessions = {k: OnnxSeqPar(p, threads=args.threads) for k, p in files.items()}
             latency = _latency(net, sessions, args.batches, args.runs)
             export_s = _export_seconds(model, classes, Path(tmp, "gains.onnx"), args.export_runs)

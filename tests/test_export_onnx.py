@@ -149,6 +149,11 @@ def test_fp16_and_int8_variants_keep_metadata_and_stay_close(tmp_path):
     ops = {n.op_type for n in onnx.load(str(tmp_path / "m8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert read_metadata(tmp_path / "m8.onnx")["provenance"]["int8_calibration"]["images"] == 8
+    branches = to_int8(fp32, tmp_path / "b8.onnx", calibration, float_trunk=True)
+
+    def int8_weights(path):
+        return sum(t.data_type == onnx.TensorProto.INT8 for t in onnx.load(str(path)).graph.initializer)
+    assert int8_weights(tmp_path / "m8.onnx") > int8_weights(branches) > 0  # float_trunk: the trunk stays float
 
 
 def test_read_metadata_refuses_foreign_files(tmp_path):

@@ -32,16 +32,19 @@ def to_fp16(source: str | os.PathLike, path: str | os.PathLike) -> Path:
 # The first convolutions (stem and first block) of the default model's trunk lose 8-10 top-1 points in int8 on
 # the held-out photos when quantized with everything else, 1.1 when kept in float (docs: benchmarks/deploy.py).
 FLOAT_CONVS = 3
+TRUNK_SCOPE = "/trunk/"  # the exported trunk's node names
 
 
 def to_int8(source: str | os.PathLike, path: str | os.PathLike, images: Iterable[np.ndarray], *,
-            float_convs: int = FLOAT_CONVS) -> Path:
+            float_convs: int = FLOAT_CONVS, float_trunk: bool = False, calibration_gain: float = 2.0) -> Path:
     """Write ``source`` quantized to int8 (QDQ, per-channel weights, MinMax activation ranges) at ``path``.
 
     ``images``: preprocessed calibration batches ``(B, 3, S, S)`` (photos the evaluation will not see);
-    a file with a gains input is calibrated with every gain 1. Their count and sha256 go into the provenance.
+    a file with a gains input is calibrated on each batch twice, every gain 1 and every gain ``calibration_gain``
+    (attended feature maps outside the calibrated range saturate). Their count and sha256 go into the provenance.
     Every node before the graph's ``float_convs + 1``-th convolution stays float (the input stem is the most
-    sensitive part).
+    sensitive part); ``float_trunk=True`` quantizes only the branches (lossless on the default model's held-out
+    photos, and faster where the branches dominate: the full model).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -55,11 +58,14 @@ def to_int8(source: str | os.PathLike, path: str | os.PathLike, images: Iterable
     for batch in batches:
         digest.update(batch.tobytes())
     gains = metadata["gain_keys"]
-    feeds = [{IMAGE: b, **({GAINS: np.ones((1, len(gains)), np.float32)} if gains else {})} for b in batches]
+    feeds = [{IMAGE: b} for b in batches] if not gains else \
+        [{IMAGE: b, GAINS: np.full((1, len(gains)), g, np.float32)} for b in batches for g in (1.0, calibration_gain)]
     with tempfile.TemporaryDirectory() as tmp:
         prepared, quantized = Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        keep = _leading_nodes(onnx.load(str(prepared)).graph, float_convs)
+        graph = onnx.load(str(prepared)).graph
+        keep = [n.name for n in graph.node if n.name.startswith(TRUNK_SCOPE)] if float_trunk else \
+            _leading_nodes(graph, float_convs)
         quantize_static(str(prepared), str(quantized), _Feeds(feeds), quant_format=QuantFormat.QDQ,
                         nodes_to_exclude=keep,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -67,7 +73,8 @@ def to_int8(source: str | os.PathLike, path: str | os.PathLike, images: Iterable
         proto = onnx.load(str(quantized))
     calibration = {"images": int(sum(b.shape[0] for b in batches)), "sha256": digest.hexdigest(),
                    "method": "static QDQ, per-channel int8 weights, uint8 activations, MinMax",
-                   "float_convs": float_convs}
+                   "float_convs": None if float_trunk else float_convs, "float_trunk": float_trunk,
+                   "gains": [1.0, calibration_gain] if gains else None}
     return _write(proto, path, metadata, {"variant": "int8", "int8_calibration": calibration})
 
 
