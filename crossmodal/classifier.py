@@ -15,7 +15,7 @@ import numbers
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,9 @@ from .result import MODES, GuidedResult, Prediction, RunCost, Timings
 from .scoring import Scorer
 
 
+RUNTIMES = ("torch", "onnxruntime")
+
+
 class NonFiniteOutputError(ValueError):
     """The model produced NaN or infinite scores: its weights or the input are broken."""
 
@@ -46,16 +49,30 @@ class GuidedClassifier:
     from text and sound; by default one is made for this model on first use. ``min_agreement``
     (opt-in) makes every guided mode fall back to unguided for an image whose cue agreement is
     lower. Temperatures and the agreement map come from ``config.calibration`` (``crossmodal.calibrate``).
+
+    ``runtime="onnxruntime"`` runs the cutout modes (trunk and kept branches) in onnxruntime from exported files,
+    one per class subset and gains input, exported on first use and kept in ``onnx_cache_dir`` (default
+    ``~/.cache/crossmodal/onnx``, at most ``onnx_cache_bytes``, default 2 GiB); the other modes, and
+    :meth:`predict_features`, run in torch. Its timings count the whole cutout as branches (trunk 0 ms).
     """
 
     def __init__(self, model: SeqParModel, *, cache_size: int = 32, cache_bytes: int | None = None,
                  level_gains: Sequence[float | None] | None = None, min_agreement: float | None = None,
-                 cues: Any = None):
+                 cues: Any = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None,
+                 onnx_cache_bytes: int | None = None, onnx_threads: int | None = None):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.model = model.eval()
+        self.runtime = runtime
         self._cues = cues
         self._cues_lock = threading.Lock()
         self.preprocessor = FramePreprocessor.for_model(model)
-        self.cutouts = CutoutCache(model, cache_size, cache_bytes)
+        files = None
+        if runtime == "onnxruntime":
+            from .onnx_files import OnnxFiles
+
+            files = OnnxFiles(model, onnx_cache_dir, onnx_cache_bytes, onnx_threads)
+        self.cutouts = CutoutCache(model, cache_size, cache_bytes, files)
         self.full_cost = self.cutouts.costs.cost(model)
         self.class_names = _class_names(model)
         self.scorer = Scorer.from_calibration(model.config.calibration)
@@ -192,6 +209,10 @@ class GuidedClassifier:
 
     def _run(self, inputs: torch.Tensor, guide: Guide | None, mode: str, top_k: int, preprocess_ms: float,
              level_gains: Sequence[float | None] | None, min_agreement: float | None) -> list[GuidedResult]:
+        if self.runtime == "onnxruntime" and self.resolve(guide, mode)[0].startswith("cutout"):
+            return self._results(lambda: self.onnx_logits(inputs, guide, mode, level_gains), lambda low:
+                                 self.trunk_features(inputs[low]), False, top_k, (preprocess_ms, 0.0), mode, guide,
+                                 min_agreement)
         start = time.perf_counter()
         features = self.trunk_features(inputs)
         trunk_ms = 1e3 * (time.perf_counter() - start)
@@ -209,13 +230,44 @@ class GuidedClassifier:
             entry, cached = self.cutouts.get(classes)
             net, cost = entry.model, entry.cost
         select_ms = 1e3 * (time.perf_counter() - start)
-        gains: dict[GainKey, float] = {}
-        if ran.endswith("attend"):
-            gains = self.gains_for(net, guide, level_gains)
-            if not gains:
-                ran = "cutout" if ran == "cutout+attend" else "unguided"
-                fallback = "no gain key of the guide is known to this model"
+        ran, fallback, gains = self._attention(net, guide, ran, fallback, level_gains)
         attended, plain = net.attend_branches(features, net.level_gains(gains or None, features.shape[0]))
+        return self._raw(net, ran, fallback, classes, attended, plain, cost, cached, gains, select_ms)
+
+    @torch.inference_mode()
+    def onnx_logits(self, inputs: torch.Tensor, guide: Guide | None, mode: str,
+                    level_gains: Sequence[float | None] | None = None) -> RawOutput:
+        """:meth:`logits` of a cutout mode from preprocessed inputs, the cutout run in onnxruntime."""
+        from vision.onnx import gain_vector
+
+        ran, fallback, classes = self.resolve(guide, mode)
+        if not ran.startswith("cutout") or self.cutouts.files is None:
+            raise ValueError(f"onnx_logits runs the cutout modes of a runtime='onnxruntime' classifier, got "
+                             f"mode {ran!r} with runtime {self.runtime!r}")
+        start = time.perf_counter()
+        entry, cached = self.cutouts.get(classes)
+        ran, fallback, gains = self._attention(entry.model, guide, ran, fallback, level_gains)
+        session = self.cutouts.session(entry, bool(gains))
+        select_ms = 1e3 * (time.perf_counter() - start)
+        attended, plain = session.run(inputs.detach().float().cpu().numpy(),
+                                      gain_vector(entry.model, gains) if gains else None)
+        return self._raw(entry.model, ran, fallback, classes, torch.from_numpy(attended), torch.from_numpy(plain),
+                         entry.cost, cached, gains, select_ms)
+
+    def _attention(self, net: SeqParModel, guide: Guide | None, ran: str, fallback: str | None,
+                   level_gains: Sequence[float | None] | None) -> tuple[str, str | None, dict[GainKey, float]]:
+        """(mode, fallback, gains) once the guide's gains are known: an attend mode without a known key does not attend."""
+        if not ran.endswith("attend"):
+            return ran, fallback, {}
+        gains = self.gains_for(net, guide, level_gains)
+        if not gains:
+            return "cutout" if ran == "cutout+attend" else "unguided", \
+                "no gain key of the guide is known to this model", gains
+        return ran, fallback, gains
+
+    def _raw(self, net: SeqParModel, ran: str, fallback: str | None, classes: tuple[int, ...],
+             attended: torch.Tensor, plain: torch.Tensor, cost: Any, cached: bool | None,
+             gains: dict[GainKey, float], select_ms: float) -> RawOutput:
         ids, cued = net.class_ids, None
         if ran != "unguided":
             columns = [net.class_ids.index(c) for c in classes]
@@ -230,33 +282,44 @@ class GuidedClassifier:
     def _branches(self, features: torch.Tensor, guide: Guide | None, mode: str, top_k: int,
                   level_gains: Sequence[float | None] | None, timings: tuple[float, float],
                   min_agreement: float | None) -> list[GuidedResult]:
+        return self._results(lambda: self.logits(features, guide, mode, level_gains), lambda low: features[low], True,
+                             top_k, timings, mode, guide, min_agreement)
+
+    @torch.inference_mode()
+    def _results(self, compute: Callable[[], RawOutput], features_of: Callable[[list[int]], torch.Tensor],
+                 trunk_reused: bool, top_k: int, timings: tuple[float, float], mode: str, guide: Guide | None,
+                 min_agreement: float | None) -> list[GuidedResult]:
+        """Probabilities and results of ``compute()``; ``features_of(rows)``: trunk features for the fallback."""
         threshold = self.min_agreement if min_agreement is None else _check_min_agreement(min_agreement)
         start = time.perf_counter()
-        raw = self.logits(features, guide, mode, level_gains)
+        raw = compute()
         agreement = None if raw.cued is None else self.scorer.agreement(raw.cued)
         outcomes = [_Outcome(raw.mode, raw.fallback, raw.ids, p, raw.cost,
                              None if agreement is None else float(agreement[i]))
                     for i, p in enumerate(self.scorer.probabilities(raw.mode, raw.logits, agreement))]
         if threshold is not None and agreement is not None:
-            self._fall_back_below(threshold, outcomes, features, raw.full_logits)
+            self._fall_back_below(threshold, outcomes, features_of, raw.full_logits, trunk_reused)
         branches_ms = 1e3 * (time.perf_counter() - start) - raw.select_ms
         times = Timings(timings[0], timings[1], raw.select_ms, branches_ms)
         return [o.result(mode, guide, raw.gains, times, raw.cached, top_k, self.class_names) for o in outcomes]
 
-    def _fall_back_below(self, threshold: float, outcomes: list[_Outcome], features: torch.Tensor,
-                         full_logits: torch.Tensor | None) -> None:
+    def _fall_back_below(self, threshold: float, outcomes: list[_Outcome],
+                         features_of: Callable[[list[int]], torch.Tensor], full_logits: torch.Tensor | None,
+                         trunk_reused: bool) -> None:
         """Replace (in place) the outcomes whose cue agreement is below ``threshold`` by the unguided model's.
 
         ``full_logits``: the full model's plain logits when they were computed already (attend, mask);
-        after a cutout the full model's branches run on the low-agreement images, at their cost.
+        after a cutout the full model's branches run on the low-agreement images (``features_of(rows)``), at their
+        cost (and the trunk's again, unless ``trunk_reused``).
         """
         low = [i for i, o in enumerate(outcomes) if o.agreement < threshold]
         if not low:
             return
         full = self.full_cost
         if full_logits is None:
-            full_logits = self.model.forward_branches(features[low], [None] * len(self.model.levels))
-            spent = outcomes[low[0]].cost.macs - self.cutouts.costs.trunk_macs  # the cutout's branches ran too
+            full_logits = self.model.forward_branches(features_of(low), [None] * len(self.model.levels))
+            spent = outcomes[low[0]].cost.macs  # the cutout ran too (its trunk once, when reused)
+            spent -= self.cutouts.costs.trunk_macs if trunk_reused else 0
         else:
             full_logits, spent = full_logits[low], 0
         cost = RunCost(full.params, full.macs + spent, full.params, full.macs)

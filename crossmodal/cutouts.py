@@ -2,7 +2,8 @@
 
 Cached cutouts share the classifier model's trunk (an inference-only view) and follow the model: when
 ``model.to(device)`` or ``model.half()`` changed where or in which dtype it runs, a cached cutout is
-rebuilt from the model on its next use.
+rebuilt from the model on its next use. With ``files`` (:class:`crossmodal.onnx_files.OnnxFiles`), a cached
+cutout also holds its onnxruntime sessions (:meth:`CutoutCache.session`), dropped with it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -39,6 +41,7 @@ class CachedCutout:
     build_seconds: float
     placement: Placement  # the parent's when the cutout was built
     nbytes: int  # memory of its own weights and buffers (the shared trunk excluded)
+    sessions: dict[bool, Any] = field(default_factory=dict, compare=False, repr=False)  # gains input -> session
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class CutoutCache:
     cutouts or ``max_bytes`` of their weights (default 512 MiB; the newest cutout always stays).
     """
 
-    def __init__(self, model: SeqParModel, max_size: int = 32, max_bytes: int | None = None):
+    def __init__(self, model: SeqParModel, max_size: int = 32, max_bytes: int | None = None, files: Any = None):
         for name, value in (("max_size", max_size), ("max_bytes", max_bytes)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -81,6 +84,8 @@ class CutoutCache:
         self.max_size = int(max_size)
         self.max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else int(max_bytes)
         self.costs = BranchCosts.of(model)
+        self.files = files
+        self._session_lock = threading.Lock()
         self._entries: OrderedDict[tuple[int, ...], Future] = OrderedDict()
         self._lock = threading.Lock()
         self._hits = self._misses = 0
@@ -120,6 +125,15 @@ class CutoutCache:
                 oldest = next(iter(self._entries))
                 self._entries.pop(key if oldest == key else oldest)  # the newest stays
         return entry, False
+
+    def session(self, entry: CachedCutout, gains: bool) -> Any:
+        """The onnxruntime session of a cached cutout (with or without a gains input), made once per entry."""
+        if self.files is None:
+            raise ValueError("this cutout cache has no ONNX files (GuidedClassifier(..., runtime='onnxruntime'))")
+        with self._session_lock:
+            if gains not in entry.sessions:
+                entry.sessions[gains] = self.files.session(entry.classes, gains)
+            return entry.sessions[gains]
 
     def _nbytes(self) -> int:
         """Bytes held by the built entries (call with the lock held)."""

@@ -8,6 +8,7 @@ tensors that differ from it. Every unreadable or mismatched file is a ValueError
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -174,3 +175,13 @@ def _build_empty(config: SeqParConfig) -> SeqParModel:
     """The module structure on the "meta" device (no memory, no random init); weights are then assigned."""
     with torch.device("meta"):
         return SeqParModel(config)
+
+
+def model_digest(model: SeqParModel) -> str:
+    """sha256 over a model's config and every tensor of its state dict (names, dtypes, shapes, bytes): its identity."""
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().contiguous().cpu().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().data)
+    return digest.hexdigest()

@@ -201,12 +201,10 @@ class SeqParModel(nn.Module):
         """Per class (output order), the product of the gains on its tree path: ``(B or 1, num_classes)``."""
         path = torch.ones(1, self.config.num_classes, device=self.output_order.device)
         for depth, gain in enumerate(level_gains):
-            if gain is not None:
+            if gain is not None:  # a gather from the level's gains and a trailing 1 (classes above this level)
+                padded = torch.cat([gain.float(), torch.ones_like(gain[:, :1], dtype=torch.float32)], 1)
                 index = self.path_nodes[depth]
-                below = index >= 0
-                factor = torch.ones(gain.shape[0], self.config.num_classes, device=gain.device)
-                factor[:, below] = gain.float()[:, index[below]]
-                path = path * factor
+                path = path * padded.index_select(1, torch.where(index >= 0, index, gain.shape[1]))
         return path
 
     def train(self, mode: bool = True) -> SeqParModel:
@@ -373,6 +371,12 @@ class SeqParModel(nn.Module):
         from .io import save_seqpar
 
         save_seqpar(self, directory)
+
+    def export_onnx(self, path: str | os.PathLike, *, gains: bool = True, **kwargs: Any) -> Any:
+        """Write this model as a self-describing ONNX file (``vision.onnx.export_onnx``); returns its path."""
+        from .onnx import export_onnx
+
+        return export_onnx(self, path, gains=gains, **kwargs)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqParModel:
