@@ -21,13 +21,7 @@ import numpy as np
 from audio.cue import Cue
 from xmcommon.threads import MODEL_BUILD_LOCK
 from audio.loading import DEFAULT_BLOCK_SECONDS, prepare_waveform, stream_audio
-from audio.windows import iter_windows, trim_silence
-
-POOLINGS = ("max", "mean")
-# Digital silence: every sample at most one step of 16-bit PCM (-90 dBFS), i.e. zeros plus dither or resampling
-# residue. Leading and trailing runs of it are cut before windowing, and windows made of it are dropped.
-SILENCE_PEAK = 2.0**-15
-MAX_HELD_SILENCE_SECONDS = 60.0  # a longer quiet run inside a stream is passed on (bounded memory)
+from audio.windows import POOLINGS, pool_scores, sound_windows
 
 
 @dataclass(frozen=True)
@@ -103,11 +97,8 @@ class AudioTagger(ABC):
             blocks = stream_audio(audio, sampling_rate=self.sampling_rate, block_seconds=block_seconds)
         else:
             blocks = [prepare_waveform(audio, sampling_rate, target_rate=self.sampling_rate)]
-        if not drop_silence:
-            return iter_windows(blocks, self.window_samples, hop)
-        held = round(MAX_HELD_SILENCE_SECONDS * self.sampling_rate)
-        windows = iter_windows(trim_silence(blocks, SILENCE_PEAK, held), self.window_samples, hop)
-        return (window for window in windows if np.abs(window).max() > SILENCE_PEAK)
+        return sound_windows(blocks, self.window_samples, hop, drop_silence=drop_silence,
+                             sampling_rate=self.sampling_rate)
 
     def scores(
         self,
@@ -134,19 +125,8 @@ class AudioTagger(ABC):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        pooled, count = None, 0
         windows = self._windows(audio, sampling_rate, hop_seconds, block_seconds, drop_silence)
-        for batch in _batched(windows, batch_size):
-            batch_scores = self.window_scores(batch)
-            reduced = batch_scores.max(axis=0) if pooling == "max" else batch_scores.sum(axis=0, dtype=np.float64)
-            if pooled is None:
-                pooled = reduced
-            else:
-                pooled = np.maximum(pooled, reduced) if pooling == "max" else pooled + reduced
-            count += len(batch)
-        if count == 0:
-            return None
-        return pooled if pooling == "max" else (pooled / count).astype(np.float32)
+        return pool_scores((self.window_scores(batch) for batch in _batched(windows, batch_size)), pooling)
 
     def __call__(self, audio, *, sampling_rate: int | None = None, top_k: int | None = 5, **options) -> list[Tag]:
         """The `top_k` best tags (all labels for None), highest score first (ties: lower index first); no tags

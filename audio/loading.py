@@ -1,4 +1,8 @@
-"""Audio loading: any file libsndfile (or audioread) reads -> mono float32 at the model's rate, streamed in blocks."""
+"""Audio loading: any file libsndfile (or audioread) reads -> mono float32 at the model's rate, streamed in blocks.
+
+soundfile and soxr are imported when audio is read or resampled, so importing the ``audio`` package (e.g. the
+numpy-only ``audio.windows`` for the torch-free robot loop) needs neither.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import soundfile as sf
-import soxr
 
 MIN_SAMPLING_RATE = 8_000
 MAX_SAMPLING_RATE = 384_000
@@ -39,6 +41,8 @@ def check_finite(samples: np.ndarray, what: str, offset_seconds: float = 0.0, ra
 
 
 def _soundfile_blocks(path: Path, block_seconds: float) -> tuple[int, Iterator[np.ndarray]]:
+    import soundfile as sf
+
     info = sf.info(str(path))
     blocksize = max(1, int(block_seconds * info.samplerate))
 
@@ -72,6 +76,8 @@ def _audioread_blocks(path: Path) -> tuple[int, Iterator[np.ndarray]]:
 
 def _open_blocks(path: Path, block_seconds: float) -> tuple[int, Iterator[np.ndarray]]:
     """Sampling rate and (frames, channels) float32 blocks of `path`: libsndfile first, then audioread."""
+    import soundfile as sf
+
     try:
         return _soundfile_blocks(path, block_seconds)
     except sf.LibsndfileError as soundfile_error:
@@ -101,6 +107,8 @@ def stream_audio(
     if block_seconds <= 0:
         raise ValueError(f"block_seconds must be positive, got {block_seconds}")
     check_sampling_rate(sampling_rate, "target")
+    import soxr
+
     source_rate, blocks = _open_blocks(path, block_seconds)
     check_sampling_rate(source_rate, str(path))
     resampler = None if source_rate == sampling_rate else soxr.ResampleStream(source_rate, sampling_rate, 1, "float32")
@@ -152,5 +160,7 @@ def prepare_waveform(waveform, sampling_rate: int | None, *, target_rate: int) -
     array = array.astype(np.float32, copy=False)
     check_finite(array, "waveform", rate=sampling_rate)
     if sampling_rate != target_rate:
+        import soxr
+
         array = soxr.resample(array, sampling_rate, target_rate).astype(np.float32, copy=False)
     return array

@@ -67,3 +67,39 @@ def trim_silence(blocks: Iterable[np.ndarray], peak: float, max_held: int) -> It
             if held_samples > max_held:
                 yield from held
                 held, held_samples, passing = [], 0, True
+
+
+POOLINGS = ("max", "mean")
+# Digital silence: every sample at most one step of 16-bit PCM (-90 dBFS), i.e. zeros plus dither or resampling
+# residue. Leading and trailing runs of it are cut before windowing, and windows made of it are dropped.
+SILENCE_PEAK = 2.0**-15
+MAX_HELD_SILENCE_SECONDS = 60.0  # a longer quiet run inside a stream is passed on (bounded memory)
+
+
+def sound_windows(blocks: Iterable[np.ndarray], window: int, hop: int, *, drop_silence: bool,
+                  sampling_rate: int) -> Iterator[np.ndarray]:
+    """`iter_windows` over the blocks; with `drop_silence`, leading and trailing digital silence (`SILENCE_PEAK`)
+    is cut first (`trim_silence`) and windows that are silent throughout are dropped. What every tagger pools."""
+    if not drop_silence:
+        return iter_windows(blocks, window, hop)
+    held = round(MAX_HELD_SILENCE_SECONDS * sampling_rate)
+    windows = iter_windows(trim_silence(blocks, SILENCE_PEAK, held), window, hop)
+    return (w for w in windows if np.abs(w).max() > SILENCE_PEAK)
+
+
+def pool_scores(batches: Iterable[np.ndarray], pooling: str) -> np.ndarray | None:
+    """Pool window scores given batch by batch ((windows, labels) arrays) by "max" or by "mean" (summed in
+    float64, returned as float32); None when no window came."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    pooled, count = None, 0
+    for batch_scores in batches:
+        reduced = batch_scores.max(axis=0) if pooling == "max" else batch_scores.sum(axis=0, dtype=np.float64)
+        if pooled is None:
+            pooled = reduced
+        else:
+            pooled = np.maximum(pooled, reduced) if pooling == "max" else pooled + reduced
+        count += len(batch_scores)
+    if count == 0:
+        return None
+    return pooled if pooling == "max" else (pooled / count).astype(np.float32)
