@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 import time
 import wave
@@ -89,17 +90,19 @@ def resample(samples: np.ndarray, rate: int, target: int, passband: float = 0.91
     cutoff, transition = (1.0 + passband) / 2 * ratio, (1.0 - passband) * ratio  # of the input's Nyquist
     beta = 0.1102 * (attenuation - 8.7)
     half = int(np.ceil((attenuation - 8.0) / (2.285 * np.pi * transition) / 2))
-    positions = np.arange(round(len(samples) * target / rate)) * (rate / target)
+    step = rate // math.gcd(rate, target)  # output n sits at n * step / up input samples; phases repeat every up
+    up = target // math.gcd(rate, target)
     offsets = np.arange(-half + 1, half + 1)
+    distance = (np.arange(up) * step % up / up)[:, None] - offsets[None, :]  # one filter per phase
+    taper = np.i0(beta * np.sqrt(np.clip(1.0 - (distance / half) ** 2, 0.0, None))) / np.i0(beta)
+    bank = cutoff * np.sinc(cutoff * distance) * taper
     padded = np.pad(samples.astype(np.float64), (half, half + 1))
-    out = np.empty(len(positions), dtype=np.float32)
-    for start in range(0, len(positions), 4096):
-        position = positions[start : start + 4096]
-        base = np.floor(position).astype(np.int64)
-        distance = (position - base)[:, None] - offsets[None, :]
-        taper = np.i0(beta * np.sqrt(np.clip(1.0 - (distance / half) ** 2, 0.0, None))) / np.i0(beta)
-        taps = cutoff * np.sinc(cutoff * distance) * taper
-        out[start : start + 4096] = (padded[base[:, None] + offsets[None, :] + half] * taps).sum(axis=1)
+    count = round(len(samples) * target / rate)
+    out = np.empty(count, dtype=np.float32)
+    for start in range(0, count, 4096):
+        n = np.arange(start, min(start + 4096, count))
+        base = n * step // up
+        out[n] = (padded[base[:, None] + offsets[None, :] + half] * bank[n % up]).sum(axis=1)
     return out
 
 
