@@ -281,7 +281,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     tagger = YAMNetTagger.from_pretrained("yamnet")
     export_tagger_onnx(tagger, out / TAGGER_FILE)
-    table = build_table(CueMapper.default(), tagger_labels("yamnet"), tagger="yamnet")
+    table = build_table(CueMapper.default(cache_dir=args.cache_dir), tagger_labels("yamnet"), tagger="yamnet")
     table.save(out / TABLE_FILE)
     sets = {} if args.only_clips else {d.classes: None for d in
                                        (table.decide([(label.mid, 1.0)]) for label in table.labels) if d.classes}
@@ -315,6 +315,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     ready.add_argument("--out-dir", required=True)
     ready.add_argument("--model", default="default", help="SeqPar model directory (default: the packaged one)")
     ready.add_argument("--clips", nargs="*", default=[], help="also export the class sets these sounds give")
+    ready.add_argument("--cache-dir", default=None, help="embedding cache (default: the user cache dir)")
     ready.add_argument("--only-clips", action="store_true", help="cutouts for the --clips' class sets only")
     loop = commands.add_parser("run", help="one sound -> guide -> cutout -> answer (torch-free)")
     loop.add_argument("--dir", required=True, help="what prepare wrote")
