@@ -29,8 +29,9 @@ import math
 import sys
 import time
 import wave
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -153,7 +154,7 @@ def preprocess(path: Path, preprocessing: dict[str, Any]) -> np.ndarray:
     else:
         new = (int(scale * width / height), scale)
     image = image.resize(new, INTERPOLATIONS[preprocessing["interpolation"]])
-    left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
+    left, top = round((new[0] - size) / 2.0), round((new[1] - size) / 2.0)  # torchvision's CenterCrop
     image = image.crop((left, top, left + size, top + size))
     pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
     mean, std = (np.asarray(preprocessing[k], dtype=np.float32) for k in ("mean", "std"))

@@ -9,11 +9,11 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 
-from audio import load_audio  # noqa: E402
-from audio.export import cli  # noqa: E402
-from audio.windows import iter_windows, pool_scores  # noqa: E402
-from audio.yamnet import YAMNetTagger  # noqa: E402
-from audio.yamnet.onnx import FORMAT, export_tagger_onnx  # noqa: E402
+from audio import load_audio
+from audio.export import cli
+from audio.windows import iter_windows, pool_scores
+from audio.yamnet import YAMNetTagger
+from audio.yamnet.onnx import FORMAT, export_tagger_onnx
 
 # The tagger quantises activations to int8 on the fly; onnxruntime's log and convolutions round some values in
 # the last bit differently, which moves a value across a rounding step now and then: measured at most 0.013 in

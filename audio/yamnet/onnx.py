@@ -16,7 +16,6 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +77,10 @@ def export_tagger_onnx(tagger: YAMNetTagger, path: str | os.PathLike, *, opset: 
                           input_names=[WAVEFORMS], output_names=[SCORES],
                           dynamic_axes={WAVEFORMS: {0: "windows"}, SCORES: {0: "windows"}}, do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
-    set_json_metadata(proto, tagger_metadata(tagger, opset))
+    onnx.helper.set_model_props(proto, {k: json.dumps(v, allow_nan=False) for k, v in tagger_metadata(tagger, opset).items()})
+    proto.producer_name = "crossmodal"
     onnx.checker.check_model(proto)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(path, proto.SerializeToString())
 
-
-def set_json_metadata(proto: Any, metadata: Mapping[str, Any]) -> None:
-    """Replace an ONNX model's ``metadata_props`` by ``metadata`` (values as strict JSON)."""
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value, allow_nan=False)
-    proto.producer_name = "crossmodal"
