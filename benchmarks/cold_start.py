@@ -44,13 +44,13 @@ class Scenario:
     first_boot: bool = False
 
 
-SCENARIOS = (
-    Scenario("curated text cue (overrides.yaml: 'siren')", ("--text", "siren")),
-    Scenario("WordNet cue ('goldfish')", ("--text", "goldfish")),
-    Scenario("sound, AudioSet ontology (YAMNet, esc50/cat.wav)", ("--audio", str(CLIP))),
-    Scenario("free text, MiniLM, warm cache", ("--text", "something shiny and striped")),
-    Scenario("free text, MiniLM, first boot (empty cache)", ("--text", "something shiny and striped"), True),
-)
+def scenarios(clip: str) -> tuple[Scenario, ...]:
+    """The cue kinds, the free text last (warm cache, then first boot)."""
+    return (Scenario("curated text cue (overrides.yaml: 'siren')", ("--text", "siren")),
+            Scenario("WordNet cue ('goldfish')", ("--text", "goldfish")),
+            Scenario(f"sound, AudioSet ontology (YAMNet, {Path(clip).name})", ("--audio", clip)),
+            Scenario("free text, MiniLM, warm cache", ("--text", "something shiny and striped")),
+            Scenario("free text, MiniLM, first boot (empty cache)", ("--text", "something shiny and striped"), True))
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per scenario (median)")
     parser.add_argument("--first-boot-runs", type=int, default=None, help="for the first-boot scenario (default --runs)")
     parser.add_argument("--image", default=str(IMAGE))
+    parser.add_argument("--clip", default=str(CLIP), help="sound of the audio scenario")
     add_json_argument(parser)
     return parser
 
@@ -106,13 +107,14 @@ def measure(scenario: Scenario, image: str, runs: int, warm_cache: str) -> dict[
 def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.runs < 1:
         raise ValueError(f"--runs {args.runs}: expected at least 1")
-    for path in (args.image, CLIP):
+    for path in (args.image, args.clip):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: not found (the shared data folder)")
+    cases = scenarios(args.clip)
     with tempfile.TemporaryDirectory() as warm:
-        _run(SCENARIOS[3], args.image, warm)  # fills the warm cache (a first boot writes what it computes)
+        _run(cases[3], args.image, warm)  # fills the warm cache (a first boot writes what it computes)
         rows = [measure(s, args.image, (args.first_boot_runs or args.runs) if s.first_boot else args.runs, warm)
-                for s in SCENARIOS]
+                for s in cases]
     result = {"machine": machine(), "rows": rows}
     write_json(args.json, result)
     return result
