@@ -1,4 +1,10 @@
-"""Sentence embeddings of texts with a disk cache, and a labelled nearest-neighbour index."""
+"""Sentence embeddings of texts with a disk cache, and a labelled nearest-neighbour index.
+
+``encode_cached`` answers from the user cache, then from the packaged embeddings (``mappings/data/embeddings``:
+the ImageNet class texts and AudioSet label names under the default model, written by
+``scripts/make_text_embeddings.py``), and only then loads the sentence model: a mapper that never meets
+free text never imports sentence-transformers.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from xmcommon.files import atomic_write
@@ -20,6 +27,8 @@ from xmcommon.threads import MODEL_BUILD_LOCK
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_ENV = "CROSSMODAL_CACHE"
+PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "embeddings"
+QUERY_CHUNK = 100  # queries per matrix product, as sentence_transformers.util.semantic_search (same scores)
 PROGRESS_FROM = 256  # texts; larger batches show a tqdm bar
 _log = logging.getLogger(__name__)
 
@@ -30,6 +39,11 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV]) / "embeddings"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "crossmodal" / "embeddings"
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    """The sha256 (hex) of the texts joined by newlines: the key of their embeddings."""
+    return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
 
 
 def load_sentence_model(model: str = DEFAULT_MODEL, device: str = "cpu"):
@@ -80,10 +94,23 @@ class TextEncoder:
                     self._model = load_sentence_model(self.model_name)
             return self._model
 
-    def cache_path(self, texts: Sequence[str]) -> Path:
-        digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:20]
+    def cache_path(self, texts: Sequence[str], folder: Path | None = None) -> Path:
+        """The file of ``texts`` in ``folder`` (default: the user cache): model slug, count, text hash."""
+        digest = texts_digest(texts)[:20]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_name).strip("_")[-80:]
-        return self.cache_dir / f"{slug}-{len(texts)}-{digest}.safetensors"
+        return (folder or self.cache_dir) / f"{slug}-{len(texts)}-{digest}.safetensors"
+
+    def packaged(self, texts: Sequence[str]) -> torch.Tensor | None:
+        """The shipped embeddings of exactly ``texts`` under this model, or None (other texts or model)."""
+        path = self.cache_path(texts, PACKAGED_DIR)
+        if not path.is_file():
+            return None
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("model") != self.model_name or meta.get("texts_sha256") != texts_digest(texts):
+                return None
+            emb = f.get_tensor("embeddings")
+        return emb if emb.ndim == 2 and emb.shape[0] == len(texts) else None
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """(len(texts), dim) float32 unit vectors, not cached (for queries)."""
@@ -93,10 +120,12 @@ class TextEncoder:
         return emb.float().cpu()
 
     def encode_cached(self, texts: Sequence[str]) -> torch.Tensor:
-        """Like ``encode`` but read from / written to the disk cache."""
+        """Like ``encode`` but read from / written to the disk cache (the packaged embeddings answer first-boot)."""
         texts = list(texts)
         path = self.cache_path(texts)
         cached = self._read_cache(path, len(texts))
+        if cached is None:
+            cached = self.packaged(texts)
         if cached is not None:
             return cached
         emb = self.encode(texts)
@@ -116,6 +145,15 @@ class TextEncoder:
             _log.warning("embedding cache file %s does not hold %d finite rows; recomputing it", path, rows)
             return None
         return emb
+
+    def write_packaged(self, texts: Sequence[str], folder: Path = PACKAGED_DIR) -> Path:
+        """Embed ``texts`` now and write them where :meth:`packaged` finds them, with the model name and
+        the texts' sha256 as metadata (``scripts/make_text_embeddings.py``)."""
+        texts = list(texts)
+        emb = self.encode(texts).contiguous()
+        meta = {"model": self.model_name, "texts_sha256": texts_digest(texts), "rows": str(len(texts))}
+        folder.mkdir(parents=True, exist_ok=True)
+        return atomic_write(self.cache_path(texts, folder), lambda tmp: save_file({"embeddings": emb}, tmp, meta))
 
     def _write_cache(self, path: Path, emb: torch.Tensor) -> None:
         try:
@@ -158,9 +196,14 @@ class EmbeddingIndex:
         return cls(keys, texts, encoder.encode_cached(texts))
 
     def search(self, queries: torch.Tensor, top_k: int = 5) -> list[list[Hit]]:
-        """For each query embedding row, the ``top_k`` hits, best first."""
-        from sentence_transformers.util import semantic_search
-
-        found = semantic_search(queries, self.embeddings, top_k=top_k)
-        return [[Hit(self.keys[h["corpus_id"]], self.texts[h["corpus_id"]], float(h["score"])) for h in q]
-                for q in found]
+        """For each query embedding row, the ``top_k`` hits by cosine, best first (the scores of
+        ``sentence_transformers.util.semantic_search``, computed the same way without importing it)."""
+        corpus = F.normalize(self.embeddings, p=2, dim=1)
+        k = min(top_k, corpus.shape[0])
+        out: list[list[Hit]] = []
+        for start in range(0, queries.shape[0], QUERY_CHUNK):
+            chunk = F.normalize(queries[start:start + QUERY_CHUNK].to(corpus.device), p=2, dim=1)
+            scores, ids = torch.topk(torch.mm(chunk, corpus.transpose(0, 1)), k, dim=1, largest=True, sorted=True)
+            out += [[Hit(self.keys[i], self.texts[i], s) for s, i in zip(row_s, row_i, strict=True)]
+                    for row_s, row_i in zip(scores.tolist(), ids.tolist(), strict=True)]
+        return out

@@ -133,17 +133,36 @@ class CueMapper:
             path = Path(config.overrides) if config.overrides else default_overrides_path()
             self.overrides = load_overrides(path, self.hierarchy, config.gain_range)
         self.encoder = encoder or TextEncoder(model_name=config.model, cache_dir=config.cache_dir)
-        classes = self.hierarchy.classes
-        self.index = EmbeddingIndex.build(self.encoder, [c.index for c in classes],
-                                          [c.text for c in classes])
-        # AudioSet labels are a closed set: their nearest classes are found once, at start-up.
-        names = sorted(self.ontology.names)
-        hits = self.index.search(self.encoder.encode_cached(names), top_k=1)
-        self._label_hits: dict[str, Hit] = {n: h[0] for n, h in zip(names, hits, strict=True)}
+        self._index: EmbeddingIndex | None = None  # built on the first cue that needs embeddings
+        self._label_hits: dict[str, Hit] | None = None
+        self._index_lock = threading.Lock()
         self._query_hits: OrderedDict[str, Hit] = OrderedDict()  # LRU memo of free-text queries
         self._memo_lock = threading.Lock()
         self._tag_labels: dict[str, TagLabel] = {}
-        self._class_names = {c.index: c.name for c in classes}
+        self._class_names = {c.index: c.name for c in self.hierarchy.classes}
+
+    @property
+    def index(self) -> EmbeddingIndex:
+        """The class-text embeddings (cache or packaged data; the sentence model only for other class lists)."""
+        self._embeddings()
+        return self._index
+
+    def embedded_texts(self) -> tuple[list[str], list[str]]:
+        """The texts this mapper embeds up front: its class texts and the sorted AudioSet label names
+        (``scripts/make_text_embeddings.py`` ships them for the default model and class list)."""
+        return [c.text for c in self.hierarchy.classes], sorted(self.ontology.names)
+
+    def _embeddings(self) -> dict[str, Hit]:
+        """Build, once and thread-safely, the class index and the nearest class of every AudioSet label
+        (a closed set, searched in one go); returns the latter."""
+        with self._index_lock:
+            if self._label_hits is None:
+                class_texts, names = self.embedded_texts()
+                self._index = EmbeddingIndex.build(self.encoder, [c.index for c in self.hierarchy.classes],
+                                                   class_texts)
+                hits = self._index.search(self.encoder.encode_cached(names), top_k=1)
+                self._label_hits = {n: h[0] for n, h in zip(names, hits, strict=True)}
+            return self._label_hits
 
     @classmethod
     def default(cls, **overrides) -> CueMapper:
@@ -153,8 +172,9 @@ class CueMapper:
     # --- single names -----------------------------------------------------------------------
     def _nearest_class(self, text: str) -> Hit:
         """Best class for a text: precomputed for AudioSet labels, memoised (LRU, thread-safe) for other texts."""
-        if text in self._label_hits:
-            return self._label_hits[text]
+        label_hits = self._embeddings()
+        if text in label_hits:
+            return label_hits[text]
         with self._memo_lock:
             hit = self._query_hits.get(text)
             if hit is not None:

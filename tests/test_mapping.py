@@ -123,17 +123,21 @@ def test_subset_model_and_custom_overrides(mapper, cache_dir, tmp_path):
 
 
 def test_embedding_cache_is_reused(mapper, cache_dir):
-    texts = [c.text for c in mapper.hierarchy.classes]
-    path = mapper.encoder.cache_path(texts)
-    assert path.is_file() and path.parent == Path(cache_dir)
-
     class NoModel:
         def encode(self, *args, **kwargs):
             raise AssertionError("the cache should have answered")
 
-    cached = TextEncoder(NoModel(), cache_dir=cache_dir).encode_cached(texts)
-    assert torch.equal(cached, mapper.index.embeddings)
-    assert TextEncoder(NoModel(), model_name="other/model", cache_dir=cache_dir).cache_path(texts) != path
+    # the class texts come from the packaged embeddings: nothing is computed or written to the user cache
+    texts = [c.text for c in mapper.hierarchy.classes]
+    assert not mapper.encoder.cache_path(texts).exists()
+    assert torch.equal(TextEncoder(NoModel(), cache_dir=cache_dir).encode_cached(texts), mapper.index.embeddings)
+    # other texts are computed once, then read back from the user cache
+    others = texts[:3]
+    computed = mapper.encoder.encode_cached(others)
+    path = mapper.encoder.cache_path(others)
+    assert path.is_file() and path.parent == Path(cache_dir)
+    assert torch.equal(TextEncoder(NoModel(), cache_dir=cache_dir).encode_cached(others), computed)
+    assert TextEncoder(NoModel(), model_name="other/model", cache_dir=cache_dir).cache_path(others) != path
 
 
 def test_missing_model_fails_fast(tmp_path):
