@@ -1,7 +1,8 @@
 """Cutout benchmark: params, GMACs and CPU latency of SeqPar models and their cutouts.
 
-For ResNet50-based PHL (lateSP) and NHL models with 10/100/1000 classes (random weights): the full model
-and cutouts keeping 1/5/10 % of the classes, at batch 1 and 16, fused execution vs the per-branch reference
+For ResNet50-based PHL (lateSP) and NHL models and a ConvNeXtV2-tiny NHL model with 10/100/1000 classes
+(random weights), and the packaged default model (``default``: 1000 classes, trained, its own image size): the
+full model and cutouts keeping 1/5/10 % of the classes, at batch 1 and 16, fused execution vs the per-branch reference
 loop (``vision.nn.reference.BranchLoop``), and a plain timm ResNet50 measured in the same run as the
 machine's reference. Latency: the median of ``--runs`` runs after a warm-up; per model size and batch, the
 full model, its cutouts and their reference loops are timed interleaved (``benchmarks.common``); ResNet50
@@ -10,6 +11,7 @@ is timed first, once per batch.
     python -m benchmarks.cutout                      # all sizes
     python -m benchmarks.cutout --classes 10 100 --runs 5
     python -m benchmarks.cutout --classes 10 --variants nhl_resnet50 --batches 1 --runs 1   # a quick check
+    python -m benchmarks.cutout --variants default --clock cpu --threads 1
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from benchmarks.common import (
     write_json,
 )
 from vision.cost import measure
+from vision.io import load_seqpar
 from vision.model import SeqParModel
 from vision.nn.reference import BranchLoop
 from vision.presets import available_presets, preset
@@ -41,6 +44,8 @@ from xmcommon.cli import run_cli
 HEADER = ("model", "classes", "kept", "batch", "params (M)", "GMACs", "latency (ms)", "GMAC/s", "% of ResNet50 GMAC/s",
           "loop (ms)", "fused speed-up", "latency saving / GMAC saving")
 ALIGN = "lrlrrrrrrrrr"
+VARIANTS = ("phl_latesp_resnet50", "nhl_resnet50", "nhl_convnextv2_tiny")
+DEFAULT = "default"
 
 
 def kept_classes(num_classes: int, percent: float) -> list[int]:
@@ -51,8 +56,9 @@ def kept_classes(num_classes: int, percent: float) -> list[int]:
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Params, GMACs and CPU latency of SeqPar models and their cutouts.")
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--variants", nargs="+", default=["phl_latesp_resnet50", "nhl_resnet50"],
-                        help=f"vision presets, of: {', '.join(available_presets())}")
+    parser.add_argument("--variants", nargs="+", default=[*VARIANTS, DEFAULT],
+                        help=f"vision presets, of: {', '.join(available_presets())}; or {DEFAULT!r}, the packaged "
+                             "model (1000 classes; --classes does not apply)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--percents", type=float, nargs="+", default=[1, 5, 10])
     parser.add_argument("--runs", type=int, default=5)
@@ -64,9 +70,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _models(variant: str, num_classes: int, percents: list[float]) -> list[tuple[str, SeqParModel, Any]]:
+def _models(model: SeqParModel, percents: list[float]) -> list[tuple[str, SeqParModel, Any]]:
     """(kept label, model, cost) for the full model and each distinct cutout size."""
-    model = SeqParModel(preset(variant, num_classes=num_classes)).eval()
+    model.eval()
+    num_classes = model.config.num_classes
     models = [("full", model, measure(model))]
     for percent in percents:
         keep = kept_classes(num_classes, percent)
@@ -78,20 +85,22 @@ def _models(variant: str, num_classes: int, percents: list[float]) -> list[tuple
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.variants:
-        preset(name, num_classes=10)  # an unknown preset is bad input: fail before any timing
+        if name != DEFAULT:
+            preset(name, num_classes=10)  # an unknown preset is bad input: fail before any timing
     if min(args.classes + args.batches) < 1 or args.runs < 1:
         raise ValueError("--classes, --batches and --runs must be >= 1")
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    inputs = {batch: torch.randn(batch, 3, 224, 224) for batch in args.batches}
-    rows = _resnet50_rows(inputs, args.runs, args.clock)
+    torch.manual_seed(0)  # the presets' random weights
+    rows = _resnet50_rows({batch: _images(batch, 224) for batch in args.batches}, args.runs, args.clock)
     reference_rate = {row["batch"]: row["gmac_per_s"] for row in rows}
     for variant in args.variants:
-        for num_classes in args.classes:
-            models = _models(variant, num_classes, args.percents)
+        for num_classes in [1000] if variant == DEFAULT else args.classes:
+            model = load_seqpar(DEFAULT) if variant == DEFAULT else SeqParModel(preset(variant, num_classes=num_classes))
+            models = _models(model, args.percents)
             full_cost = models[0][2]
             loops = {} if args.no_loop else {kept: BranchLoop(m) for kept, m, _ in models}
-            for batch, x in inputs.items():
+            for batch in args.batches:
+                x = _images(batch, model.config.image_size)
                 fns = {kept: (lambda m=m, x=x: m(x)) for kept, m, _ in models}
                 fns |= {f"{kept} loop": (lambda loop=loop, x=x: loop(x)) for kept, loop in loops.items()}
                 with torch.inference_mode():
@@ -106,12 +115,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                  "gmac_per_s": cost.macs * batch / t / 1e6, "mac_saving": mac_saving,
                                  "latency_saving": 1 - t / full_latency})
                 print(f"{variant}, {num_classes} classes, batch {batch}: done", file=sys.stderr, flush=True)
-            del models, loops
+            del model, models, loops
     for row in rows:
         row["percent_of_resnet50_rate"] = 100 * row["gmac_per_s"] / reference_rate[row["batch"]]
     result = {"machine": machine(), "clock": args.clock, "runs": args.runs, "rows": rows, "table": _table(rows)}
     write_json(args.json, result)
     return result
+
+
+def _images(batch: int, size: int) -> torch.Tensor:
+    """The same random images for every model of one input size."""
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch * 1000 + size))
 
 
 def _resnet50_rows(inputs: dict[int, torch.Tensor], runs: int, clock: str) -> list[dict[str, Any]]:

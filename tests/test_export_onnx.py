@@ -38,7 +38,8 @@ def _inputs(net: SeqParModel, batch: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "convnextv2_atto", "tf_efficientnet_lite0"])
-def test_tiny_models_and_cutouts_match_torch_with_and_without_gains(backbone, tmp_path):
+def test_tiny_models_and_cutouts_match_torch_with_and_without_gains(backbone, tmp_path, monkeypatch):
+    monkeypatch.setattr("vision.model.CHUNK_BYTES", 2**14)  # levels run in chunks of few siblings, as big models do
     model = tiny_model(backbone, image_size=64)
     cut = model.cutout([5, 0, 4])
     gains = {0: 2.5, "c": 0.5, 3: 0.0, "a": 1.7}
@@ -112,7 +113,7 @@ def test_file_holds_only_the_kept_branches(tmp_path):
         path = net.export_onnx(tmp_path / "m.onnx", gains=False)
         values = sum(t.numel() for t in net.state_dict().values())
         assert 0.97 * values <= _initializer_values(path) <= values
-        assert 4 * 0.97 * values <= path.stat().st_size <= 4 * values + 100_000
+        assert 4 * 0.97 * values <= path.stat().st_size <= 4 * values + 150_000  # + the graph: a chunk per parent
 
 
 def test_only_float32_models_export(tmp_path):
@@ -183,6 +184,7 @@ def test_default_model_and_cat_cutout_match_torch_on_real_photos(default_model, 
     group = next(n["name"] for n in default_model.config.hierarchy["children"] if 281 in n["children"])
     full = export_classes(default_model, None, tmp_path / "full.onnx")
     _check(default_model, full, photos)
+    _check(default_model, full, photos[:1])  # traced at batch 2: the branch chunks must not follow the batch
     _check(default_model, full, photos, {group: 2.0, 281: 16.0, 282: 0.5})
     cut = default_model.cutout(CATS, share_trunk=True)
     plain = export_classes(default_model, CATS, tmp_path / "cat_plain.onnx", gains=False)

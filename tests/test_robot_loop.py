@@ -86,10 +86,6 @@ def test_missing_directory_is_bad_input(tmp_path, cases):
     assert "manifest.json not found" in done.stderr
 
 
-@pytest.mark.xfail(strict=True, raises=subprocess.CalledProcessError,
-                   reason="main's chunked branch levels plan chunks by batch size, so the full model's ONNX file "
-                          "(traced at batch 2) fails at batch 1; remove this mark once vision.onnx traces a "
-                          "batch-independent plan")
 def test_class_set_without_a_cutout_file_runs_the_full_model_with_the_same_answer(prepared, cases, tmp_path):
     manifest = json.loads((prepared / "manifest.json").read_text())
     absolute = {key: str(prepared / manifest[key]) for key in ("tagger", "table", "full")}

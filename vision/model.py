@@ -93,8 +93,10 @@ class BranchLevel(nn.Module):
         return features, logits
 
     def _chunks(self, parent: torch.Tensor) -> list[tuple[int, int, int]]:
-        """(start, stop, parent) chunks of siblings for this input size (cached per size)."""
-        per_group = parent.shape[0] * parent.shape[2] * parent.shape[3] * self._widest * parent.element_size()
+        """(start, stop, parent) chunks of siblings for this input size (cached per size). A traced graph (ONNX
+        export) keeps the one-image plan for every batch, so that its slices do not depend on the dynamic batch."""
+        images = 1 if torch.jit.is_tracing() else parent.shape[0]
+        per_group = images * parent.shape[2] * parent.shape[3] * self._widest * parent.element_size()
         most = max(1, CHUNK_BYTES // per_group)
         plan = self._chunk_plans.get(most)
         if plan is None:
