@@ -19,9 +19,9 @@ from typing import Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from audio.cue import Cue
-from xmcommon.threads import MODEL_BUILD_LOCK
 from audio.loading import DEFAULT_BLOCK_SECONDS, prepare_waveform, stream_audio
 from audio.windows import POOLINGS, pool_scores, sound_windows
+from xmcommon.threads import MODEL_BUILD_LOCK
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import (CAT_CLASSES, add_json_argument, cell, interleaved_timings, machine, machine_line,
-                               markdown_table, write_json)
+from benchmarks.common import (
+    CAT_CLASSES,
+    add_json_argument,
+    cell,
+    interleaved_timings,
+    machine,
+    machine_line,
+    markdown_table,
+    write_json,
+)
 from vision import load_seqpar
 from vision.export import calibration_batches
 from vision.onnx import OnnxSeqPar, export_classes

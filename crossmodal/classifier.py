@@ -31,7 +31,6 @@ from .frames import Frame, FramePreprocessor, split_batch
 from .result import MODES, GuidedResult, Prediction, RunCost, Timings
 from .scoring import Scorer
 
-
 RUNTIMES = ("torch", "onnxruntime")
 
 

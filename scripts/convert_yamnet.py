@@ -26,7 +26,13 @@ import tflite
 import torch
 
 from audio.build_label_table import read_class_labels_csv
-from audio.yamnet.frontend import LogMelConfig, LogMelFrontend, mel_matrix, periodic_hann, quantize_symmetric, rdft_matrices
+from audio.yamnet.frontend import (
+    LogMelConfig,
+    mel_matrix,
+    periodic_hann,
+    quantize_symmetric,
+    rdft_matrices,
+)
 from audio.yamnet.model import YAMNet, YAMNetConfig
 from audio.yamnet.tagger import PACKAGED, YAMNetTagger
 from xmcommon.cli import run_cli

@@ -15,13 +15,12 @@ from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassificati
 
 from audio import AudioTagger, TextCue
 from audio.labels import audioset_labels
-from crossmodal import MODES, GuidedClassifier
+from crossmodal import MODES, GuidedClassifier, run
 from crossmodal import calibrate as calibrate_cli
 from crossmodal import evaluate as evaluate_cli
-from crossmodal import run
 from crossmodal.evaluation import build_items, evaluate, label_cue
-from vision.data import list_labelled_images
 from tests.vision_helpers import tiny_model
+from vision.data import list_labelled_images
 
 torch.set_num_threads(1)
 CLASS_IDS = (281, 282, 283, 284, 285, 151, 152)  # cats and two dog breeds

@@ -3,8 +3,16 @@
 import pytest
 import torch
 
-from vision.eval.metrics import (auroc, calibration, confusion_matrix, hits_at_k, per_class_accuracy, rank,
-                                 topk_accuracy, topk_correct)
+from vision.eval.metrics import (
+    auroc,
+    calibration,
+    confusion_matrix,
+    hits_at_k,
+    per_class_accuracy,
+    rank,
+    topk_accuracy,
+    topk_correct,
+)
 
 SCORES = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.6, 0.1, 0.3]])
 TARGETS = torch.tensor([1, 1, 2, 2])

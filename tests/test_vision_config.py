@@ -10,10 +10,10 @@ import torch
 
 from tests.vision_helpers import TREE, tiny_config
 from vision import Hierarchy, SeqParConfig
-from vision.cost import cli, main, get_args_parser, measure
-from xmcommon.ids import parse_ids
+from vision.cost import cli, get_args_parser, main, measure
 from vision.model import SeqParModel
 from vision.presets import available_presets, preset
+from xmcommon.ids import parse_ids
 
 
 @pytest.mark.parametrize("tree, num_classes, message", [

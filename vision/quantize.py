@@ -46,9 +46,9 @@ def to_int8(source: str | os.PathLike, path: str | os.PathLike, images: Iterable
     sensitive part); ``float_trunk=True`` quantizes only the branches (lossless on the default model's held-out
     photos, and faster where the branches dominate: the full model).
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    import onnx
 
     metadata = read_metadata(source)
     batches = [np.ascontiguousarray(b, dtype=np.float32) for b in images]

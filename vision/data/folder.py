@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import IMAGE_SUFFIXES, image_files, load_rgb
 from .imagenet import imagenet_description, wnid_index
+from .images import IMAGE_SUFFIXES, image_files, load_rgb
 
 _MAX_CONSECUTIVE_BAD = 64
 _log = logging.getLogger(__name__)

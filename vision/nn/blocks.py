@@ -14,8 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .grouped import (Grouped, Part, GroupedBatchNorm2d, GroupedConv2d, GroupedGRN, GroupedLayerNorm2d, add_residual,
-                      apply_gain, expand_shared)
+from .grouped import (
+    Grouped,
+    GroupedBatchNorm2d,
+    GroupedConv2d,
+    GroupedGRN,
+    GroupedLayerNorm2d,
+    Part,
+    add_residual,
+    apply_gain,
+    expand_shared,
+)
 
 _BLOCKS: dict[str, type[Block]] = {}
 
