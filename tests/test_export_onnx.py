@@ -20,15 +20,15 @@ ATOL = 1e-4
 CATS = [281, 282, 283, 284, 285]
 
 
-def _check(net: SeqParModel, path, x: torch.Tensor, gains=None) -> None:
-    """onnxruntime's logits (attended and plain) equal the model's within ATOL."""
+def _check(net: SeqParModel, path, x: torch.Tensor, gains=None, rtol: float = 0.0) -> None:
+    """onnxruntime's logits (attended and plain) equal the model's within ATOL (+ ``rtol`` of their size)."""
     session = OnnxSeqPar(path)
     with torch.no_grad():
         attended, plain = net.attend_branches(net.trunk(x), net.level_gains(gains, x.shape[0]))
     vector = gain_vector(net, gains, x.shape[0]) if session.has_gains else None
     out, out_plain = session.run(x.numpy(), vector)
-    np.testing.assert_allclose(out, attended.numpy(), atol=ATOL, rtol=0)
-    np.testing.assert_allclose(out_plain, plain.numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(out, attended.numpy(), atol=ATOL, rtol=rtol)
+    np.testing.assert_allclose(out_plain, plain.numpy(), atol=ATOL, rtol=rtol)
     assert out.shape == (x.shape[0], net.config.num_classes)
 
 
@@ -75,7 +75,7 @@ def test_phl_and_nhl_presets_and_their_cutouts_match_torch(name, tmp_path):
                        (model.cutout([6, 1, 2]), {1: 2.0, 6: 0.25})):
         path = export_classes(net, None, tmp_path / "m.onnx")
         for g in (None, gains):
-            _check(net, path, _inputs(net, 2, seed=3), g)
+            _check(net, path, _inputs(net, 2, seed=3), g, rtol=1e-5)  # random weights: logits up to ~150
 
 
 def test_metadata_is_json_and_describes_the_cutout(tmp_path):
