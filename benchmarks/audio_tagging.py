@@ -19,9 +19,9 @@ weights are available offline, so no difference is measured on a trained model.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,6 +34,8 @@ from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassificati
 from audio import AudioTagger, load_audio
 from audio.ast import ASTTagger
 from audio.labels import audioset_labels
+from benchmarks.common import write_json
+from xmcommon.cli import run_cli
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 PATHS = {"exact": {}, "exact+int8": {"quantize": True}, "fast": {"fast": True}, "fast+int8": {"fast": True, "quantize": True}}
@@ -176,41 +178,44 @@ def main(args: argparse.Namespace) -> dict:
     }
     result["load_average_1min_after"] = os.getloadavg()[0]
     if args.output:
-        args.output.write_text(json.dumps(result, indent=2))
+        write_json(args.output, result)
     return result
 
 
-def print_tables(result: dict) -> None:
+def render(result: dict, args: argparse.Namespace) -> str:
+    """The tables of a :func:`main` result."""
+    lines: list[str] = []
+    out = lines.append
     fbank = result["fbank_10s"]
-    print(f"YAMNet and AST-base (random init, {result['ast_base_params_millions']}M params), {result['threads']} threads, "
+    out(f"YAMNet and AST-base (random init, {result['ast_base_params_millions']}M params), {result['threads']} threads, "
           f"batch 1, median of {result['runs']} runs; 1-min load average {result['load_average_1min_before']:.1f} "
           f"before, {result['load_average_1min_after']:.1f} after (CPU shared with other jobs)")
-    print(f"fbank on 10 s: torchaudio Kaldi path active = {fbank['torchaudio_kaldi_path_active']}; "
+    out(f"fbank on 10 s: torchaudio Kaldi path active = {fbank['torchaudio_kaldi_path_active']}; "
           f"{fbank['installed_s'] * 1000:.1f} ms installed path vs {fbank['numpy_fallback_s'] * 1000:.1f} ms numpy "
           f"fallback ({fbank['numpy_fallback_s'] / fbank['installed_s']:.1f}x)")
     names = list(PATHS)
     budgets = {1.0: "<= 20 ms", 10.0: "<= 100 ms"}
-    print("\n| model | path | clip (s) | median (ms) | budget |")
-    print("|---|---|---|---|---|")
-    print(f"| YAMNet (packaged) | load | - | {result['yamnet_load_s'] * 1000:.0f} | <= 500 ms |")
+    out("\n| model | path | clip (s) | median (ms) | budget |")
+    out("|---|---|---|---|---|")
+    out(f"| YAMNet (packaged) | load | - | {result['yamnet_load_s'] * 1000:.0f} | <= 500 ms |")
     for row in result["yamnet_latency"]:
-        print(f"| YAMNet (packaged) | scores | {row['seconds']:g} | {row['median_s'] * 1000:.1f} | "
+        out(f"| YAMNet (packaged) | scores | {row['seconds']:g} | {row['median_s'] * 1000:.1f} | "
               f"{budgets.get(row['seconds'], '-')} |")
     for row in result["latency"]:
         for n in names:
-            print(f"| AST-base (random init) | {n} | {row['seconds']:g} | {row[f'{n}_s'] * 1000:.0f} | - |")
+            out(f"| AST-base (random init) | {n} | {row['seconds']:g} | {row[f'{n}_s'] * 1000:.0f} | - |")
     stream = result["cue_stream"]
-    print(f"| YAMNet CueStream, 1 thread | re-tag 1 s buffer every 0.5 s | 1 | {stream['retag_s'] * 1000:.1f} | "
+    out(f"| YAMNet CueStream, 1 thread | re-tag 1 s buffer every 0.5 s | 1 | {stream['retag_s'] * 1000:.1f} | "
           f"<= {stream['budget_s'] * 1000:.0f} ms ({stream['retag_s'] / stream['budget_s']:.1%} of real time) |")
     others = [n for n in names if n != "exact"]
-    print(f"\nmax |score - exact score| on a small random AST ({SMALL}), 527 labels")
-    print("| clip | s | std of exact scores | " + " | ".join(others) + " |")
-    print("|---" * (len(others) + 3) + "|")
+    out(f"\nmax |score - exact score| on a small random AST ({SMALL}), 527 labels")
+    out("| clip | s | std of exact scores | " + " | ".join(others) + " |")
+    out("|---" * (len(others) + 3) + "|")
     rows = result["score_differences_small_ast"]
     noise, real = [r for r in rows if r["clip"].startswith("noise")], [r for r in rows if not r["clip"].startswith("noise")]
     for row in noise:
         cells = " | ".join(f"{row[f'max_diff_{n}']:.2e}" for n in others)
-        print(f"| {row['clip']} | {row['seconds']:g} | {row['exact_score_std']:.3f} | {cells} |")
+        out(f"| {row['clip']} | {row['seconds']:g} | {row['exact_score_std']:.3f} | {cells} |")
     if real:
         cells = " | ".join(
             f"{max(r[f'max_diff_{n}'] for r in real):.2e} (median {statistics.median(r[f'max_diff_{n}'] for r in real):.2e})"
@@ -218,8 +223,13 @@ def print_tables(result: dict) -> None:
         )
         seconds = f"{min(r['seconds'] for r in real):g}-{max(r['seconds'] for r in real):g}"
         stds = statistics.median(r["exact_score_std"] for r in real)
-        print(f"| {len(real)} real clips (max, median) | {seconds} | {stds:.3f} | {cells} |")
+        out(f"| {len(real)} real clips (max, median) | {seconds} | {stds:.3f} | {cells} |")
+    return "\n".join(lines)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(get_args_parser(), main, argv, render)
 
 
 if __name__ == "__main__":
-    print_tables(main(get_args_parser().parse_args()))
+    sys.exit(cli())
