@@ -14,6 +14,7 @@ from typing import Any, Union
 
 GainKey = Union[int, str]  # a class id, or the name of a node of a model's class tree
 GUIDE_SOURCES = ("text", "audio", "manual")
+EXPLAINED_LINES = 12  # explain() shows at most this many distinct matches (and notes)
 SILENT, WEAK, CONTRADICTORY, NO_COUNTERPART = "silent", "weak", "contradictory", "no ImageNet counterpart"
 ABSTAIN_REASONS = (SILENT, WEAK, CONTRADICTORY, NO_COUNTERPART)  # why a guide is not confident
 _REASON_TEXT = {"": "no cue label maps to an ImageNet class", SILENT: "nothing was heard (digital silence)",
@@ -118,16 +119,16 @@ class Guide:
             head = f"unguided (confident=False): {_REASON_TEXT[self.reason]}"
         else:
             head = f"guided: {len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"
-        lines = [head]
+        matches = []
         for m in self.matches:
             names = ", ".join(f"{c} {self.class_names.get(c, '')}".strip() for c in m.classes[:6])
             names = names or "no ImageNet class (curated)"
             more = f" (+{len(m.classes) - 6} more)" if len(m.classes) > 6 else ""
             via = f" via {m.via}" if m.via else ""
             sim = f" (cosine {m.similarity:.2f})" if m.method == "embedding" else ""
-            lines.append(f"  {shorten(m.label)!r} (score {m.score:.2f}){via} -> {m.method} {m.matched!r}{sim} "
-                         f"-> {names}{more}")
-        lines.extend(f"  {shorten(note, 200)}" for note in self.notes)
+            matches.append(f"  {shorten(m.label)!r} (score {m.score:.2f}){via} -> {m.method} {m.matched!r}{sim} "
+                           f"-> {names}{more}")
+        lines = [head, *_capped(matches, "matches"), *_capped([f"  {shorten(n, 200)}" for n in self.notes], "notes")]
         nodes = {k: v for k, v in self.gains if isinstance(k, str)}
         if nodes:
             shown = [f"{k} {v:.2f}" for k, v in sorted(nodes.items())]
@@ -144,6 +145,13 @@ class Guide:
                 "confident": self.confident, "matches": [m.to_dict() for m in self.matches],
                 "notes": list(self.notes), "cue": [{"label": label, "score": score} for label, score in self.cue],
                 "source": self.source, "reason": self.reason, "explanation": self.explain()}
+
+
+def _capped(lines: list[str], what: str, limit: int = EXPLAINED_LINES) -> list[str]:
+    """``lines`` without repeats (a long cue repeats its phrases), at most ``limit`` of them and a count of the rest."""
+    unique = list(dict.fromkeys(lines))
+    rest = len(unique) - limit
+    return unique[:limit] + ([f"  (+{rest} more {what})"] if rest > 0 else [])
 
 
 def shorten(text: str, limit: int = 60) -> str:

@@ -129,6 +129,13 @@ def test_cli_json_schema_and_modes(model_dir, images, capsys):
     assert code == 0 and "mode: cutout" in out and "fewer GMACs" in out and "meow (1.00)" in out
 
 
+def test_text_report_stays_short_for_a_very_long_cue(model_dir, images, capsys):
+    cue = "a cat that says meow " * 250  # 5,250 characters
+    code, out, err = run_cli(run, ["--image", next(images.iterdir()), "--text", cue, "--model", model_dir], capsys)
+    assert code == 0, err
+    assert len(out) < 4_000 and max(map(len, out.splitlines())) <= 300, out
+
+
 def test_cli_exit_codes_for_bad_input_and_internal_errors(model_dir, images, wav, tmp_path, capsys, monkeypatch):
     image = next(images.iterdir())
     code, _, err = run_cli(run, ["--image", tmp_path / "none.jpg", "--model", model_dir], capsys)
