@@ -114,6 +114,12 @@ def test_cutout_is_smaller_and_drops_unrelated_branches():
     assert full_cost.parts[0].params == cut_cost.parts[0].params == trunk_params
 
 
+def test_cost_is_measured_at_the_models_own_image_size():
+    model = tiny_model(image_size=64)
+    assert measure(model) == measure(model, (1, 3, 64, 64))
+    assert measure(model, (1, 3, 128, 128)).macs > measure(model).macs
+
+
 @pytest.mark.parametrize("classes, message", [
     ([], "at least one class"), ([1, 1], "duplicates"), ([99], "not classes of this model"),
 ])

@@ -55,12 +55,16 @@ def count_params(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def measure(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> Cost:
-    """Params and MACs of ``model`` on a zero input of ``input_size``.
+def measure(model: nn.Module, input_size: Sequence[int] | None = None) -> Cost:
+    """Params and MACs of ``model`` on a zero input of ``input_size`` (default: one image at the model's own
+    ``config.image_size`` for a :class:`SeqParModel`, else 224 px).
 
     For a :class:`SeqParModel` the parts are the trunk, each tree level, and the average node of
     each level (all nodes of a level share one architecture).
     """
+    if input_size is None:
+        size = model.config.image_size if isinstance(model, SeqParModel) else 224
+        input_size = (1, 3, size, size)
     was_training = model.training
     model.eval()
     weight = next(iter(model.parameters()))
@@ -145,7 +149,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, default=1000, help="classes of the preset model")
     parser.add_argument("--hierarchy", help="YAML/JSON class tree for the preset (default: contiguous groups)")
     parser.add_argument("--classes", default="281-285", help="cutout classes, e.g. '281-285' (label ids)")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="input size in pixels (default: the saved model's own, 224 for a preset)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
 
@@ -155,12 +160,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         model = load_seqpar(args.model)
     else:
         tree = Hierarchy.load(args.hierarchy, args.num_classes).tree if args.hierarchy else None
-        config = preset(args.preset, num_classes=args.num_classes, hierarchy=tree, image_size=args.image_size)
+        config = preset(args.preset, num_classes=args.num_classes, hierarchy=tree, image_size=args.image_size or 224)
         with torch.device("meta"):  # counting needs shapes only: no memory, no initialisation
             model = SeqParModel(config).to("meta")
     model.eval()
     classes = parse_ids(args.classes, what="--classes")
-    size = (1, 3, args.image_size, args.image_size)
+    side = args.image_size or model.config.image_size
+    size = (1, 3, side, side)
     full = measure(model, size)
     cut = measure(model.cutout(classes, share_trunk=True), size)
     return {"model": args.model or args.preset, "classes": classes, "full": full.to_dict(), "cutout": cut.to_dict(),
