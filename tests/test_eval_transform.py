@@ -21,10 +21,8 @@ import torch
 from PIL import Image
 
 from vision.config import CROP_MODES, INTERPOLATIONS, SeqParConfig
-from vision.data import eval_transform, load_rgb
+from vision.data import eval_transform, load_rgb, transforms
 from vision.data.images import to_rgb
-from vision.data.transforms import RESAMPLING
-from vision.data.transforms import CROP_MODES as TRANSFORM_CROP_MODES
 from vision.io import read_model_config, resolve_model_dir
 
 torch.set_num_threads(1)
@@ -99,8 +97,8 @@ def default_data_config() -> dict:
 
 def test_settings_are_the_configs():
     """The transform knows exactly the crop modes and interpolations vision.config.Preprocessing allows."""
-    assert TRANSFORM_CROP_MODES == CROP_MODES
-    assert tuple(RESAMPLING) == INTERPOLATIONS
+    assert transforms.CROP_MODES == CROP_MODES
+    assert tuple(transforms.RESAMPLING) == INTERPOLATIONS
 
 
 @pytest.mark.parametrize("crop_mode", CROP_MODES)
@@ -117,7 +115,8 @@ def test_photos_match_timm(photos, crop_mode, interpolation):
 def test_awkward_shapes_match_timm(shapes, crop_mode, interpolation):
     for i, (crop_pct, size) in enumerate(itertools.product(CROP_PCTS, SIZES)):
         colours = TF_STYLE if i % 2 else IMAGENET
-        assert assert_matches_timm(data_config(crop_mode, interpolation, crop_pct, size, colours), shapes) == len(SHAPES)
+        config = data_config(crop_mode, interpolation, crop_pct, size, colours)
+        assert assert_matches_timm(config, shapes) == len(SHAPES)
 
 
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS)
@@ -170,8 +169,8 @@ def test_input_size_forms_and_pickling(shapes):
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"crop_mode": "zoom"}, r"crop_mode must be one of \('center', 'squash', 'border'\), got 'zoom'"),
-    ({"interpolation": "cubic"}, r"interpolation must be one of \('bilinear', 'bicubic', 'nearest', 'box', "
-                                 r"'hamming', 'lanczos'\), got 'cubic'"),
+    ({"interpolation": "cubic"}, (r"interpolation must be one of \('bilinear', 'bicubic', 'nearest', 'box', "
+                                  r"'hamming', 'lanczos'\), got 'cubic'")),
     ({"interpolation": "random"}, r"interpolation must be one of .* got 'random'"),
     ({"crop_pct": 0.0}, r"crop_pct must be a number in \(0, 1\], got 0.0"),
     ({"crop_pct": 1.2}, r"crop_pct must be a number in \(0, 1\], got 1.2"),
@@ -194,17 +193,17 @@ def test_missing_setting_is_named():
         eval_transform(config)
 
 
-def test_bad_images_raise_value_errors():
+def test_bad_images_raise():
     tf = eval_transform(data_config("center", "bicubic", 0.875, (3, 32, 32)))
     with pytest.raises(ValueError, match="empty image"):
         tf(Image.new("RGB", (0, 5)))
-    with pytest.raises(ValueError, match="expects a PIL image, got ndarray"):
+    with pytest.raises(TypeError, match="expects a PIL image, got ndarray"):
         tf(np.zeros((5, 5, 3), np.uint8))
 
 
 def _run_python(code: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    done = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

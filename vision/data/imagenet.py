@@ -6,7 +6,7 @@ image loader) imports this module, and ``timm.data`` imports torchvision (about 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 
@@ -16,7 +16,7 @@ def wnid_index() -> dict[str, int]:
     return {wnid: i for i, wnid in enumerate(_info().label_names())}
 
 
-@lru_cache(maxsize=None)
+@cache
 def imagenet_description(index: int) -> str:
     """The ImageNet-1k description of class ``index`` (e.g. 281 -> 'tabby, tabby cat')."""
     return _info().index_to_description(index)

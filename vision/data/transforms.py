@@ -55,7 +55,7 @@ class EvalTransform:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
-            raise ValueError(f"eval_transform expects a PIL image, got {type(image).__name__}")
+            raise TypeError(f"eval_transform expects a PIL image, got {type(image).__name__}")
         if image.mode != "RGB":
             raise ValueError(f"eval_transform expects an RGB image, got mode {image.mode!r} "
                              "(convert with vision.data.images.to_rgb, as vision.data.load_rgb does)")
@@ -66,7 +66,7 @@ class EvalTransform:
             image = self._resize(image, self.scale_size)
         elif self.crop_mode == "border":
             image = self._resize(image, self._keep_ratio(image, longest=1.0))
-            fill = tuple(int(round(255 * v)) for v in self.mean)  # timm: [round(255 * v) for v in mean]
+            fill = tuple(round(255 * v) for v in self.mean)  # timm: [round(255 * v) for v in mean]
         elif self.scale_size[0] == self.scale_size[1]:  # center: torchvision's Resize(int), short side
             image = self._resize(image, _short_side(image, self.scale_size[0]))
         else:  # center at a non-square size: timm's ResizeKeepRatio(longest=0)
@@ -118,8 +118,8 @@ def _center_crop_or_pad(image: Image.Image, size: tuple[int, int], fill: tuple[i
         image = ImageOps.expand(image, border=padding_ltrb, fill=fill)
         if image.size == (crop_width, crop_height):
             return image
-    top = int(round((image.height - crop_height) / 2.0))
-    left = int(round((image.width - crop_width) / 2.0))
+    top = round((image.height - crop_height) / 2.0)  # torchvision: int(round(...)), half to even
+    left = round((image.width - crop_width) / 2.0)
     return image.crop((left, top, left + crop_width, top + crop_height))
 
 
@@ -188,7 +188,8 @@ def train_transform(data_config: Mapping[str, Any], augment: Mapping[str, Any] |
 
     ``augment`` holds timm ``create_transform`` options (``auto_augment``, ``interpolation``, ``scale``...).
     """
-    from timm.data import create_transform  # needs torchvision: kept off the eval path (see the module docstring)
+    # timm.data needs torchvision: imported here, off the eval path (see the module docstring)
+    from timm.data import create_transform
 
     augment = dict(augment or {})
     for key in ("scale", "ratio"):
