@@ -35,7 +35,7 @@ RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling
 DATA_CONFIG_KEYS = ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class EvalTransform:
     """RGB PIL image -> normalised float32 ``(3, H, W)`` tensor, as timm's eval transform computes it.
 
