@@ -4,8 +4,8 @@ Every evaluator, benchmark and the guided product preprocess with :func:`eval_tr
 model's own ``data_config()`` (``SeqParConfig.preprocessing`` at ``image_size``).
 
 The eval path is native (PIL, numpy and torch only) because it is on the CLI's cold start:
-``timm.data.create_transform`` needs torchvision, and ``import torchvision`` alone costs about 1.3 s
-here (its ops import ``torch._dynamo``). The reference it is tested against, bit for bit
+``timm.data.create_transform`` needs torchvision, and ``import torchvision`` alone costs 1.3 to 1.6 s
+after ``import torch`` here (``torchvision.ops`` imports ``torch._dynamo``). The reference it is tested against, bit for bit
 (``torch.equal``, ``tests/test_eval_transform.py``), is timm's
 ``create_transform(**data_config, is_training=False)`` (``transforms_imagenet_eval``: torchvision's
 ``Resize`` / ``CenterCrop``, timm's ``ResizeKeepRatio`` / ``CenterCropOrPad``, ``ToTensor``,
