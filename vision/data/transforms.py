@@ -175,12 +175,12 @@ def _is_int(value: Any) -> bool:
 def _channels(value: Any, name: str) -> tuple[float, float, float]:
     """3 finite numbers (R, G, B) as floats; ValueError naming ``name`` otherwise."""
     try:
-        numbers = tuple(float(v) for v in value)
+        floats = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        numbers = ()
-    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+        floats = ()
+    if len(floats) != 3 or not all(math.isfinite(v) for v in floats):
         raise ValueError(f"data_config {name} must be 3 finite numbers (R, G, B), got {value!r}")
-    return numbers  # type: ignore[return-value]
+    return floats  # type: ignore[return-value]
 
 
 def train_transform(data_config: Mapping[str, Any], augment: Mapping[str, Any] | None = None) -> Transform:
