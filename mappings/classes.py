@@ -1,4 +1,4 @@
-"""ImageNet class metadata (index, wnid, names, WordNet gloss), offline from timm."""
+"""ImageNet class metadata (index, wnid, names, WordNet gloss), offline from timm's data files (:mod:`xmcommon.imagenet`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from timm.data import ImageNetInfo
+from xmcommon.imagenet import imagenet_definition, imagenet_lemmas, imagenet_wnids
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,9 @@ class ImageNetClass:
 
 @lru_cache(maxsize=1)
 def _imagenet_1k() -> dict[str, ImageNetClass]:
-    info = ImageNetInfo("imagenet-1k")
-    out = {}
-    for index, wnid in enumerate(info.label_names()):
-        detailed = info.label_name_to_description(wnid, detailed=True)
-        names, _, gloss = detailed.partition(": ")
-        out[wnid] = ImageNetClass(index, wnid, tuple(n.strip() for n in names.split(",")), gloss.strip())
-    return out
+    return {wnid: ImageNetClass(index, wnid, tuple(n.strip() for n in imagenet_lemmas(wnid).split(",")),
+                                imagenet_definition(wnid).strip())
+            for index, wnid in enumerate(imagenet_wnids())}
 
 
 def imagenet_classes(wnids: Sequence[str] | None = None) -> tuple[ImageNetClass, ...]:

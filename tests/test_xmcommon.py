@@ -3,6 +3,8 @@
 import argparse
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from safetensors.torch import save_file
 
 from xmcommon.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, run_cli, to_json
 from xmcommon.files import atomic_write, atomic_write_text
+from xmcommon.imagenet import imagenet_wnids
 
 
 def _umask() -> int:
@@ -95,3 +98,25 @@ def test_run_cli_prints_strict_json_by_default(capsys):
 def test_to_json_never_writes_bare_nan():
     text = to_json({"a": [float("inf"), 1.5, float("-inf")], "b": float("nan")})
     assert "NaN" not in text and "Infinity" not in text and json.loads(text) == {"a": [None, 1.5, None], "b": None}
+
+
+def test_imagenet_tables_are_timms_without_importing_timm():
+    from timm.data import ImageNetInfo
+
+    from mappings.classes import imagenet_classes
+    from vision.data.imagenet import imagenet_description
+
+    info = ImageNetInfo("imagenet-1k")
+    assert imagenet_wnids() == tuple(info.label_names()) and len(imagenet_wnids()) == 1000
+    assert [imagenet_description(i) for i in range(1000)] == [info.index_to_description(i) for i in range(1000)]
+    for cls in imagenet_classes():
+        names, _, gloss = info.label_name_to_description(cls.wnid, detailed=True).partition(": ")
+        assert (cls.index, cls.names, cls.gloss) == (info.label_names().index(cls.wnid),
+                                                     tuple(n.strip() for n in names.split(",")), gloss.strip())
+    assert imagenet_description(281) == "tabby, tabby cat"
+    with pytest.raises(ValueError, match="out of range 0..999"):
+        imagenet_description(1000)
+    code = ("import sys; from xmcommon.imagenet import imagenet_lemmas, imagenet_wnids; "
+            "imagenet_lemmas(imagenet_wnids()[0]); print('timm' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

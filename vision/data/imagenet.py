@@ -1,33 +1,25 @@
-"""ImageNet-1k class ids: wnid <-> index (timm's sorted-wnid order) and class descriptions, offline from timm.
-
-timm is imported when a table is first needed, not with the module: ``vision.data.images`` (the product's
-image loader) imports this module, and ``timm.data`` imports torchvision (about 1.3 s of cold start).
-"""
+"""ImageNet-1k class ids: wnid <-> index (timm's sorted-wnid order) and class descriptions, offline from timm's
+data files (:mod:`xmcommon.imagenet`, which reads them without importing timm)."""
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
-from typing import Any
+from functools import lru_cache
+
+from xmcommon.imagenet import imagenet_lemmas, imagenet_wnids
 
 
 @lru_cache(maxsize=1)
 def wnid_index() -> dict[str, int]:
     """wnid -> ImageNet-1k class index (position in sorted wnid order)."""
-    return {wnid: i for i, wnid in enumerate(_info().label_names())}
+    return {wnid: i for i, wnid in enumerate(imagenet_wnids())}
 
 
-@cache
 def imagenet_description(index: int) -> str:
     """The ImageNet-1k description of class ``index`` (e.g. 281 -> 'tabby, tabby cat')."""
-    return _info().index_to_description(index)
-
-
-@lru_cache(maxsize=1)
-def _info() -> Any:
-    """timm's ImageNet-1k tables (``timm.data.ImageNetInfo``), loaded once."""
-    from timm.data import ImageNetInfo
-
-    return ImageNetInfo()
+    wnids = imagenet_wnids()
+    if not 0 <= index < len(wnids):
+        raise ValueError(f"ImageNet-1k class index {index} is out of range 0..{len(wnids) - 1}")
+    return imagenet_lemmas(wnids[index])
 
 
 def class_id_of(name: str, where: str) -> int:
