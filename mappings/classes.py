@@ -1,4 +1,5 @@
-"""ImageNet class metadata (index, wnid, names, WordNet gloss), offline from timm's data files (:mod:`xmcommon.imagenet`)."""
+"""ImageNet class metadata (index, wnid, names, WordNet gloss), offline from timm's data files
+(:mod:`xmcommon.imagenet`)."""
 
 from __future__ import annotations
 
