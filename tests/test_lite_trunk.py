@@ -16,7 +16,12 @@ from tests.vision_helpers import randomise_norms
 from vision import load_seqpar
 from vision.nn.lite import VARIANTS, EfficientNetLite, stage_names
 from vision.nn.trunk import Trunk
-from vision.zoo.lite import load_lite_state_dict, pretrained_lite_state_dict, remap_lite_state_dict, timm_name
+from vision.zoo.lite import (
+    load_lite_state_dict,
+    pretrained_lite_state_dict,
+    remap_lite_state_dict,
+    timm_name,
+)
 from vision.zoo.weights import trunk_weight_source
 
 timm = pytest.importorskip("timm")

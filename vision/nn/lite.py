@@ -45,7 +45,7 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def stage_depths(depth_multiplier: float) -> list[int]:
     """Blocks per stage: repeats scaled by ``depth_multiplier`` and rounded up, except the first and last stage."""
     last = len(STAGES) - 1
-    return [repeats if i in (0, last) else int(math.ceil(repeats * depth_multiplier))
+    return [repeats if i in (0, last) else math.ceil(repeats * depth_multiplier)
             for i, (repeats, *_) in enumerate(STAGES)]
 
 
