@@ -28,8 +28,8 @@ class BackboneFamily:
     description: str  # for error messages, e.g. "ResNet (resnet18..resnet200)"
     stage_names: Callable[[nn.Module], list[str]] = lambda body: [info["module"] for info in body.feature_info]
     intermediates_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    # builds the body natively, cut at the split point (``create(backbone, split_point)``, whose forward returns
-    # the split point's features, with timm's parameter names); None: the pruned timm model
+    # builds the body natively, cut at the split point: ``create(backbone, split_point)`` has timm's parameter
+    # names, ``out_channels`` and a forward that returns the split point's features; None: the pruned timm model
     create: Callable[[str, str], nn.Module] | None = None
 
     def matches(self, backbone: str) -> bool:
@@ -83,11 +83,12 @@ class Trunk(nn.Module):
         self.index: int | None = None  # the split point's forward_intermediates index, for a timm body
         if self.family.create is not None:
             self.body = self.family.create(backbone, split_point)
+            self.out_channels: int = self.body.out_channels
         else:
             self.body, self.index = _pruned_timm_model(self.family, backbone, split_point)
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, 64, 64, device=next(self.body.parameters()).device)
-            self.out_channels = self(probe).shape[1]
+            with torch.no_grad():
+                probe = torch.zeros(1, 3, 64, 64, device=next(self.body.parameters()).device)
+                self.out_channels = self(probe).shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.index is None:
