@@ -2,7 +2,7 @@
 
 ``grouped``: one op per layer for G sibling branches; ``blocks``: the registered branch block types;
 ``trunk``: a backbone cut at its split-point, and the registered backbone families; ``lite``: EfficientNet-Lite
-without timm (the default model's trunk);
+without timm (the default model's trunk); ``meta``: structures on the meta device without random fills;
 ``reference``: every branch as its own module, the ground truth the fused execution is tested against.
 """
 
