@@ -23,7 +23,8 @@ from xmcommon.files import atomic_write, atomic_write_text
 
 from .baseline import TIMM_KEY, TimmClassifier
 from .config import SeqParConfig
-from .model import SeqParModel
+from .model import SeqParModel, build_on_meta
+from .nn.meta import meta_device
 from .nn.trunk import Trunk
 from .zoo import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
 from .zoo.weights import trunk_weight_source
@@ -112,7 +113,7 @@ def load_seqpar(directory: str | os.PathLike, map_location: str | torch.device =
         raise ValueError(f"{config_path} is not a valid SeqPar config: {err}") from err
     except ValueError as err:
         raise ValueError(f"{config_path}: {err}") from err
-    model = _build_empty(config)
+    model = build_on_meta(config)
     state = read_weights(weights_path, map_location)
     if config.pretrained_trunk:  # the source's trunk, then the tensors the file changes (e.g. fine-tuned norms)
         state = {**{f"trunk.body.{k}": v for k, v in trunk_state(config).items()}, **state}
@@ -140,7 +141,7 @@ def load_model(directory: str | os.PathLike, map_location: str | torch.device = 
 def trunk_state(config: SeqParConfig) -> dict[str, torch.Tensor]:
     """The trunk's weights (``trunk.body`` names) from the source named by ``config.pretrained_trunk``."""
     source = trunk_weight_source(config.pretrained_trunk, config.backbone)
-    with torch.device("meta"):
+    with meta_device():
         trunk_keys = Trunk(config.backbone, config.split_point).body.state_dict().keys()
     full = source.load()
     return {k: full[k] for k in trunk_keys}
@@ -169,12 +170,6 @@ def _check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tenso
             if keys
         )
         raise ValueError(f"weights in {weights_path} do not match {config_path}: {details}")
-
-
-def _build_empty(config: SeqParConfig) -> SeqParModel:
-    """The module structure on the "meta" device (no memory, no random init); weights are then assigned."""
-    with torch.device("meta"):
-        return SeqParModel(config)
 
 
 def model_digest(model: SeqParModel) -> str:

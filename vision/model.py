@@ -19,6 +19,7 @@ from .config import SeqParConfig
 from .hierarchy import Hierarchy
 from .nn.blocks import block_class
 from .nn.grouped import GroupedLogitHead
+from .nn.meta import meta_device
 from .nn.trunk import Trunk
 
 Gains = Union[Mapping[Union[int, str], float], torch.Tensor, None]
@@ -399,7 +400,7 @@ def attended_logits(gained: torch.Tensor | None, plain: torch.Tensor, path: torc
 
 def build_on_meta(config: SeqParConfig, trunk: nn.Module | None = None) -> SeqParModel:
     """The module structure on the "meta" device (no memory, no random init); weights are then assigned."""
-    with torch.device("meta"):
+    with meta_device():
         return SeqParModel(config, trunk)
 
 

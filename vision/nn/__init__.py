@@ -1,7 +1,8 @@
 """The network parts of a SeqPar model: grouped ops, branch blocks, the trunk and the per-branch reference loop.
 
 ``grouped``: one op per layer for G sibling branches; ``blocks``: the registered branch block types;
-``trunk``: a timm backbone cut at its split-point, and the registered backbone families;
+``trunk``: a backbone cut at its split-point, and the registered backbone families; ``lite``: EfficientNet-Lite
+without timm (the default model's trunk); ``meta``: structures on the meta device without random fills;
 ``reference``: every branch as its own module, the ground truth the fused execution is tested against.
 """
 

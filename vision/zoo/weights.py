@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .lite import LITE_PACKAGES, create_pretrained_lite, timm_name
+from .lite import LITE_PACKAGES, pretrained_lite_state_dict, timm_name
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,6 @@ def trunk_weight_source(name: str, backbone: str) -> TrunkWeightSource:
 
 for _variant, (_module, _file) in LITE_PACKAGES.items():
     register_trunk_weights(TrunkWeightSource(
-        _variant, timm_name(_variant), lambda v=_variant: create_pretrained_lite(v).state_dict(),
+        _variant, timm_name(_variant), lambda v=_variant: pretrained_lite_state_dict(v),
         f"{_module.replace('_', '-')}==0.1.0",
     ))
