@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 from xmcommon.files import atomic_write_text
 
 TABLE_PATH = Path(__file__).with_name("audioset_labels.tsv")
@@ -71,4 +70,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

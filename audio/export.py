@@ -8,12 +8,11 @@ Exit codes: 0 ok, 2 bad input, 1 internal error.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -39,4 +38,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

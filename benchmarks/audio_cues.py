@@ -12,7 +12,6 @@ wrong for <= 6 % of all clips, right abstain for >= 85 % of the clips without on
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
@@ -34,7 +33,7 @@ from mappings import CueMapper, Guide
 from mappings.evaluation import expand_classes
 from mappings.guide import SILENT
 from mappings.wordnet import WordNetHierarchy
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 TRUTH = Path(__file__).with_name("data") / "audio_cues.yaml"
 SHARED_AUDIO = SHARED_DATA / "audio"
@@ -144,4 +143,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -11,7 +11,6 @@ float32 step.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from audio import AudioTagger, load_audio
 from audio.windows import iter_windows
 from audio.yamnet.reference import tflite_outputs
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -83,4 +82,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

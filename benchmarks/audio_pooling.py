@@ -11,13 +11,12 @@ tags of every clip with the tagger's defaults.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 from audio import AudioTagger
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 EXPECTED = {
@@ -80,4 +79,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

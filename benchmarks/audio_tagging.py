@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,7 +34,7 @@ from audio import AudioTagger, load_audio
 from audio.ast import ASTTagger
 from audio.labels import audioset_labels
 from benchmarks.common import write_json
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 PATHS = {"exact": {}, "exact+int8": {"quantize": True}, "fast": {"fast": True}, "fast+int8": {"fast": True, "quantize": True}}
@@ -232,4 +231,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import add_json_argument, cell, machine, machine_line, markdown_table, write_json
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGE = DATA / "imagenet-samples" / "n02123394_Persian_cat.JPEG"
@@ -130,4 +130,4 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(get_args_parser(), main, render=render))
+    exit_process(run_cli(get_args_parser(), main, render=render))

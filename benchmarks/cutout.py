@@ -43,7 +43,7 @@ from vision.io import load_seqpar
 from vision.model import SeqParModel
 from vision.nn.reference import BranchLoop
 from vision.presets import available_presets, preset
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 HEADER = ("model", "classes", "kept", "batch", "params (M)", "GMACs", "latency (ms)", "GMAC/s", "% of ResNet50 GMAC/s",
           "% of backbone GMAC/s", "loop (ms)", "fused speed-up", "latency saving / GMAC saving")
@@ -180,4 +180,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

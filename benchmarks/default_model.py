@@ -18,7 +18,6 @@ process (``benchmarks.common``).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import torch
@@ -44,7 +43,7 @@ from vision.data.photos import split_photos
 from vision.eval.metrics import rank, topk_accuracy
 from vision.io import resolve_model_dir
 from vision.zoo.lite import LITE_PACKAGES, create_pretrained_lite
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 IMAGENET = tuple(range(1000))
 
@@ -181,4 +180,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

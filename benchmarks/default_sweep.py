@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +55,7 @@ from vision.data.photos import split_photos
 from vision.eval.metrics import rank
 from vision.zoo.build import BuildSettings, assemble, branch_logits, collect_views, fit_branches
 from vision.zoo.lite import create_pretrained_lite, timm_name
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 FOLDS = 5
 VARIANT = "lite0"
@@ -217,4 +216,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -38,7 +38,7 @@ from vision import load_seqpar
 from vision.export import calibration_batches
 from vision.onnx import OnnxSeqPar, export_classes
 from vision.quantize import to_fp16, to_int8
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 HEADER = ["model", "runtime", "file MB", "batch 1 ms/frame", "batch 8 ms/frame", "top-1 %", "same top-1 as torch",
           "export s"]
@@ -160,4 +160,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

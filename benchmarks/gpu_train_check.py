@@ -30,7 +30,7 @@ from vision.data.synthetic import generate
 from vision.eval import evaluate
 from vision.training import TrainConfig, train
 from vision.training.models import build_model
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 from xmcommon.files import atomic_write_text
 
 
@@ -164,4 +164,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import torch
 from benchmarks.common import add_json_argument, interleaved_timings, machine, machine_line, markdown_table, write_json
 from mappings import CueMapper
 from mappings.evaluation import evaluate, load_eval_cases
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 TABLE = Path(__file__).with_name("mapping_cues.yaml")
 NEW_TEXT = None  # a cue that sends a new text each call (never memoised)
@@ -120,4 +119,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
 from typing import Any
 
@@ -32,7 +31,7 @@ from benchmarks.common import (
 from crossmodal import MODES, GuidedClassifier
 from vision import SeqParModel, load_seqpar
 from vision.presets import preset
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 TEXT_CUES = ("meow", "a dog barking", "find the cat", "church bells", "a goldfish in a bowl", "the sound of a siren",
              "espresso machine", "crow", "sea waves", "car horn")
@@ -142,4 +141,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 
 from crossmodal import MODES, GuidedClassifier
 from vision.data import list_labelled_images
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 from .common import add_json_argument, machine, machine_line, markdown_table, write_json
 
@@ -134,4 +133,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from benchmarks.common import add_json_argument, machine, machine_line, markdown
 from vision.data.synthetic import generate
 from vision.eval import evaluate
 from vision.training import load_config, train
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "phl_tiny.yaml"
 TARGET_TOP1 = 90.0
@@ -95,4 +94,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -9,13 +9,12 @@ is :mod:`crossmodal.calibration`.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from vision.data import list_labelled_images
 from vision.io import DEFAULT_MODEL_NAME, copy_weights, resolve_model_dir, save_config
-from xmcommon.cli import render_json, run_cli
+from xmcommon.cli import exit_process, render_json, run_cli
 
 from .calibration import DEFAULT_GRID, DEFAULT_WRONG_CUE_PRIOR, calibrate, calibrated_config
 from .classifier import GuidedClassifier
@@ -74,4 +73,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -14,14 +14,13 @@ The library is :mod:`crossmodal.evaluation`.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from vision.data import list_labelled_images
 from vision.data.photos import split_photos
 from vision.distributed import is_main_process, teardown_distributed
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 from .classifier import GuidedClassifier
 from .evaluation import CUE_KINDS, build_items, evaluate
@@ -98,4 +97,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

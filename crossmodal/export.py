@@ -8,7 +8,6 @@ in the file's provenance. Exit codes: 0 ok, 2 bad input (e.g. a cue that is not 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from vision.export import write_variant
 from vision.quantize import VARIANTS
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -70,4 +69,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -6,13 +6,12 @@ Exit codes: 0 ok, 2 bad input (missing file, bad argument, model not available o
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from mappings.guide import shorten
-from xmcommon.cli import render_json, run_cli
+from xmcommon.cli import exit_process, render_json, run_cli
 
 from .result import MODES
 
@@ -123,5 +122,10 @@ def cli(argv: list[str] | None = None) -> int:
     return run_cli(get_args_parser(), main, argv, _render)
 
 
+def console() -> None:
+    """The installed ``crossmodal`` command: :func:`cli`, then a fast process exit (``xmcommon.cli.exit_process``)."""
+    exit_process(cli())
+
+
 if __name__ == "__main__":
-    sys.exit(cli())
+    console()

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import math
-import sys
 import time
 import wave
 from collections.abc import Iterable, Iterator
@@ -40,7 +39,7 @@ from PIL import Image
 from audio.windows import pool_scores, sound_windows
 from mappings.guide import SILENT
 from mappings.tag_decisions import TagDecision, TagDecisionTable
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 from xmcommon.files import atomic_write_text
 
 MANIFEST, TAGGER_FILE, TABLE_FILE, FULL_FILE = "manifest.json", "yamnet.onnx", "table.json", "full.onnx"
@@ -342,4 +341,4 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(get_args_parser(), main))
+    exit_process(run_cli(get_args_parser(), main))

@@ -9,10 +9,9 @@ most ``--max-classes`` classes, small groups merged up to ``--min-classes``: the
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 from xmcommon.files import write_data_file
 
 from .embeddings import DEFAULT_MODEL, EmbeddingIndex, TextEncoder
@@ -67,4 +66,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -13,11 +13,10 @@ import argparse
 import csv
 import importlib.util
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 from .mapper import CueMapper
 from .tag_decisions import TagDecisionTable
@@ -77,4 +76,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

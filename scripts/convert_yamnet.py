@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from audio.yamnet.frontend import (
 )
 from audio.yamnet.model import YAMNet, YAMNetConfig
 from audio.yamnet.tagger import PACKAGED, YAMNetTagger
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 OPERATORS = {code: name for name, code in vars(tflite.BuiltinOperator).items() if not name.startswith("_")}
 DTYPES = {tflite.TensorType.FLOAT32: np.float32, tflite.TensorType.FLOAT16: np.float16,
@@ -205,4 +204,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

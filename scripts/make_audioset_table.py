@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from make_wordnet_table import read_noun_data, read_noun_index, synset_name
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 from xmcommon.files import atomic_write_text
 
 OUT = Path(__file__).resolve().parents[1] / "mappings" / "data" / "audioset_sources.json"
@@ -97,4 +96,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(get_args_parser(), main))
+    exit_process(run_cli(get_args_parser(), main))

@@ -9,14 +9,13 @@ changed texts or another model simply miss it. Rerun after changing the class te
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 from mappings.embeddings import DEFAULT_MODEL, PACKAGED_DIR, TextEncoder
 from mappings.mapper import CueMapper, MapperConfig
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -38,4 +37,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(get_args_parser(), main))
+    exit_process(run_cli(get_args_parser(), main))

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from timm.data import ImageNetInfo
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 from xmcommon.files import atomic_write_text
 
 OUT = Path(__file__).resolve().parents[1] / "mappings" / "data" / "wordnet_imagenet.json"
@@ -136,4 +135,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(get_args_parser(), main))
+    exit_process(run_cli(get_args_parser(), main))

@@ -120,3 +120,11 @@ def test_imagenet_tables_are_timms_without_importing_timm():
             "imagenet_lemmas(imagenet_wnids()[0]); print('timm' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_exit_process_keeps_the_exit_code_output_and_atexit_handlers():
+    code = ("import atexit, sys; from xmcommon.cli import exit_process; "
+            "atexit.register(lambda: print('atexit ran')); print('result', end=''); exit_process(3)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 3 and done.stdout == "resultatexit ran\n"

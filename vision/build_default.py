@@ -9,11 +9,10 @@ The recipe (deterministic for a fixed ``--threads``) is in :mod:`vision.zoo.buil
 from __future__ import annotations
 
 import argparse
-import sys
 
 import torch
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 from .zoo import DEFAULT_MODEL_DIR
 from .zoo.build import BuildSettings, build_default_model
@@ -48,4 +47,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

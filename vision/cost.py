@@ -7,7 +7,6 @@ two FLOPs), on a real forward pass of the given input size.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from xmcommon.cli import render_json, run_cli
+from xmcommon.cli import exit_process, render_json, run_cli
 from xmcommon.ids import parse_ids
 
 from .hierarchy import Hierarchy
@@ -185,4 +184,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

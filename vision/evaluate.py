@@ -18,9 +18,8 @@ mapping names to lists of positions (ints), class folder names / wnids (strings)
 from __future__ import annotations
 
 import argparse
-import sys
 
-from xmcommon.cli import render_json, run_cli
+from xmcommon.cli import exit_process, render_json, run_cli
 
 from .distributed import is_main_process, teardown_distributed
 from .eval.evaluation import evaluate
@@ -79,4 +78,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

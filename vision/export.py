@@ -8,7 +8,6 @@ self-describing: see :mod:`vision.onnx`. Exit codes: 0 ok, 2 bad input, 1 intern
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 from xmcommon.ids import parse_ids
 
 from .quantize import VARIANTS
@@ -90,4 +89,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

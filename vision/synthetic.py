@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from xmcommon.cli import run_cli
+from xmcommon.cli import exit_process, run_cli
 
 from .data.synthetic import generate
 
@@ -32,4 +31,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-from xmcommon.cli import render_json, run_cli
+from xmcommon.cli import exit_process, render_json, run_cli
 
 from .distributed import teardown_distributed
 from .training import load_config, train
@@ -47,4 +46,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    exit_process(cli())

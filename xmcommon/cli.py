@@ -1,7 +1,7 @@
 """The command-line contract of every ``python -m`` entry point of the project.
 
 A CLI module defines ``get_args_parser()`` and ``main(args) -> dict`` (a library call that returns a
-JSON-ready result) and ends with ``sys.exit(cli())``, where ``cli`` calls :func:`run_cli`. Exit codes:
+JSON-ready result) and ends with ``exit_process(cli())``, where ``cli`` calls :func:`run_cli`. Exit codes:
 0 success, 2 bad input (one line on stderr that names the input and what was expected), 1 internal
 error, 130 interrupted. Bad input is told by the exception's *type*, never by its message.
 """
@@ -9,6 +9,7 @@ error, 130 interrupted. Bad input is told by the exception's *type*, never by it
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -65,6 +66,19 @@ def run_cli(parser: argparse.ArgumentParser, main: Main, argv: Sequence[str] | N
         if text is not None:
             print(text)
     return code
+
+
+def exit_process(code: int) -> None:
+    """End a command-line process with ``code``, without the interpreter's final sweep of the garbage collector.
+
+    Once torch is imported, that sweep walks every object it created: about 0.4 s of the 2 s a
+    ``python -m crossmodal.run`` takes on 2 CPU cores (measured with and without, fresh processes), spent only
+    to free memory the operating system frees anyway. ``gc.freeze`` moves every object out of the collector's
+    reach; output is flushed, atexit handlers run and files close as usual. Only for a process's last step:
+    library code and tests call :func:`run_cli` instead.
+    """
+    gc.freeze()
+    sys.exit(code)
 
 
 def render_json(result: Any, args: argparse.Namespace | None = None) -> str:
