@@ -239,8 +239,6 @@ assert "vision.config" not in sys.modules and "vision.nn" not in sys.modules
     assert _run_python(code) == {"shape": [3, 160, 160], "finite": True, "imported": []}
 
 
-@pytest.mark.xfail(strict=True, reason="the vision package's __init__ still imports vision.nn, which imports timm "
-                                       "(being removed on another branch); then drop this mark")
 def test_product_preprocessing_imports_neither_timm_nor_torchvision(tmp_path):
     """A fresh process: `from vision.data import eval_transform, load_rgb`, transform a photo file."""
     code = "import json, sys, torch\nfrom vision.data import eval_transform, load_rgb\n" + REPORT.format(
