@@ -8,7 +8,9 @@ load, audio model load + tagging, cue mapping, predict) and the rest (interprete
 Scenarios: a curated cue (mappings/overrides.yaml), a WordNet cue, a sound (YAMNet on a shared clip: the
 AudioSet ontology path), free text that needs MiniLM with a warm embedding cache, and the same on a first
 boot (``$CROSSMODAL_CACHE`` an empty folder each run). One more untimed run per scenario, under
-``python -X importtime``, tells whether sentence-transformers / transformers were imported.
+``python -X importtime``, tells which of the packages that cost seconds to import were imported (none should be:
+the default model's trunk, its preprocessing and its MiniLM encoder run without timm, torchvision and
+sentence-transformers).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ CLIP = DATA / "audio" / "esc50" / "cat.wav"
 STAGES = (("model load", ("load_model_ms",)), ("mapper load", ("load_mapper_ms",)),
           ("audio model + tagging", ("load_audio_model_ms", "audio_tagging_ms")), ("cue mapping", ("cue_mapping_ms",)),
           ("predict", ("total_ms",)))
-WATCHED = ("sentence_transformers", "transformers")
+WATCHED = ("sentence_transformers", "transformers", "timm", "torchvision", "torch._dynamo", "sympy")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from mappings.mapper import CueMapper
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT.parent / "shared" / "data" / "imagenet-samples" / "n02123394_Persian_cat.JPEG"
 CUES = {"siren": [407, 555, 734], "goldfish": [1], "meow": [281, 282, 283, 284, 285]}
+# modules that cost seconds to import and that no cue of the default model needs
+HEAVY = ("sentence_transformers", "transformers", "timm", "torchvision", "torch._dynamo", "sympy")
 
 CHILD = """
 import json, sys
@@ -32,10 +34,10 @@ for text in %(cues)r:
     out[text] = {"classes": list(guide.classes), "methods": [m.method for m in guide.matches],
                  "top": [p.class_id for p in result.predictions]}
 out["meow audio"] = list(clf.cues.mapper.map([("Meow", 0.9), ("Purr", 0.5)]).classes)
-heavy = sorted(m for m in ("sentence_transformers", "transformers") if m in sys.modules)
+heavy = sorted(m for m in %(heavy)r if m in sys.modules)
 clf.cues.mapper.index  # packaged embeddings: still no sentence model
 eager = {text: list(clf.cues.mapper.map(text).classes) for text in %(cues)r}
-after_index = sorted(m for m in ("sentence_transformers", "transformers") if m in sys.modules)
+after_index = sorted(m for m in %(heavy)r if m in sys.modules)
 loaded = clf.cues.mapper.encoder._model is not None
 print(json.dumps({"out": out, "heavy": heavy, "eager": eager, "after_index": after_index, "loaded": loaded}))
 """
@@ -53,7 +55,7 @@ def _child(code: str, tmp_path: Path) -> dict:
 def test_curated_and_wordnet_cues_load_no_sentence_model(tmp_path):
     if not IMAGE.is_file():
         pytest.skip(f"shared photo {IMAGE} not found")
-    got = _child(CHILD % {"cues": list(CUES), "image": str(IMAGE)}, tmp_path)
+    got = _child(CHILD % {"cues": list(CUES), "image": str(IMAGE), "heavy": HEAVY}, tmp_path)
     assert got["heavy"] == [] and got["after_index"] == [] and got["loaded"] is False
     assert {text: got["out"][text]["classes"] for text in CUES} == CUES
     assert got["out"]["siren"]["methods"] == ["override"] and got["out"]["goldfish"]["methods"] == ["wordnet"]
@@ -65,7 +67,7 @@ def test_curated_and_wordnet_cues_load_no_sentence_model(tmp_path):
 
 def test_free_text_runs_the_default_model_without_sentence_transformers(tmp_path):
     code = ("import sys; from mappings import CueMapper; m = CueMapper.default(); g = m.map('something shiny');"
-            "import json; print(json.dumps({'heavy': sorted(m for m in ('sentence_transformers', 'transformers') "
+            f"import json; print(json.dumps({{'heavy': sorted(m for m in {HEAVY!r} "
             "if m in sys.modules), 'model': type(m.encoder.model).__name__}))")
     assert _child(code, tmp_path) == {"heavy": [], "model": "BertSentenceEncoder"}
 
