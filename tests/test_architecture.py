@@ -214,3 +214,11 @@ def test_broken_weight_files_are_bad_input_naming_the_file(tmp_path, damage):
         save_file(state, str(weights))
     with pytest.raises(ValueError, match=str(weights)):
         load_seqpar(tmp_path)
+
+
+def test_cutouts_of_a_moved_model_hold_everything_on_its_device():
+    """A model on another device (here "meta", as a GPU would be): a cutout, shared trunk or not, holds every
+    parameter and index buffer there (the shared-trunk cutout's tree-path index once stayed on the CPU)."""
+    model = tiny_model().to("meta")
+    for cut in (model.cutout([4, 5], share_trunk=True), model.cutout([4, 5])):
+        assert {t.device.type for t in (*cut.parameters(), *cut.buffers())} == {"meta"}

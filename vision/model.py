@@ -361,9 +361,10 @@ class SeqParModel(nn.Module):
                     leaf_rank = {p: i for i, p in enumerate(level.leaf_list)}
                     new_level.head = level.head.select(torch.tensor([leaf_rank[p] for p in keep if p in leaf_rank]))
         device = next(self.trunk.parameters()).device
-        if share_trunk:  # move only what the cutout owns: the index buffers built on the CPU
+        if share_trunk:  # move only what the cutout owns: its levels and the index buffers built on the CPU
             new.levels.to(device)
-            new.output_order = new.output_order.to(device)
+            for name, buffer in new.named_buffers(recurse=False):
+                setattr(new, name, buffer.to(device))
             new._shares_trunk = True
             return new.train(False)
         return new.to(device).train(self.training)
