@@ -36,6 +36,18 @@ def use_timm_trunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vision.nn.trunk, "_FAMILIES", families)
 
 
+def assert_timms_numerics(native: torch.nn.Module, reference: torch.nn.Module, x: torch.Tensor) -> None:
+    """With autograd the native network computes exactly timm's numbers; in inference (BatchNorm folded,
+    channels-last) the same within float rounding, which random weights and BatchNorm statistics amplify over
+    the deeper variants' 20-40 layers (lite4: up to 0.012 % of the output's scale)."""
+    with torch.enable_grad():
+        assert torch.equal(native(x), reference(x)), tuple(x.shape)
+    with torch.no_grad():
+        fast, expected = native(x), reference(x)
+    torch.testing.assert_close(fast, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
+    assert fast.is_contiguous()
+
+
 @pytest.mark.parametrize("backbone", sorted(VARIANTS))
 def test_native_trunks_equal_pruned_timm_trunks_at_every_split_point(backbone, monkeypatch):
     use_timm_trunks(monkeypatch)
@@ -50,9 +62,8 @@ def test_native_trunks_equal_pruned_timm_trunks_at_every_split_point(backbone, m
         assert {k: v.shape for k, v in native.state_dict().items()} == {k: v.shape for k, v in expected.items()}
         native.load_state_dict(expected)
         assert native.out_channels == reference.out_channels
-        with torch.no_grad():
-            for x in inputs:
-                assert torch.equal(native(x), reference(x)), (split_point, tuple(x.shape))
+        for x in inputs:
+            assert_timms_numerics(native, reference, x)
 
 
 @pytest.mark.parametrize("backbone", sorted(VARIANTS))
@@ -63,9 +74,7 @@ def test_whole_native_network_has_timms_keys_and_logits(backbone):
     native = EfficientNetLite(backbone).eval()
     assert list(native.state_dict()) == list(reference.state_dict())
     native.load_state_dict(reference.state_dict())
-    x = torch.randn(2, 3, 97, 97)
-    with torch.no_grad():
-        assert torch.equal(native(x), reference(x))
+    assert_timms_numerics(native, reference, torch.randn(2, 3, 97, 97))
 
 
 def test_lite_trunks_are_native():
@@ -97,8 +106,9 @@ def test_default_model_logits_on_real_photos_equal_its_timm_trunk_version(shared
     paths = sorted((shared_data / "imagenet-samples").glob("*.JPEG"))[::50]
     transform = eval_transform(native.data_config())
     photos = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+    assert_timms_numerics(native, reference, photos)
     with torch.no_grad():
-        assert torch.equal(native(photos), reference(photos))
+        assert torch.equal(native(photos).argmax(1), reference(photos).argmax(1))
 
 
 def test_default_model_loads_and_predicts_without_importing_timm_or_what_it_pulls_in():

@@ -5,6 +5,12 @@ torchvision, whose ops import ``torch._dynamo``), more than loading and running 
 rebuilds the same network (TF "same" padding, BatchNorm eps 1e-3, ReLU6, timm's channel and depth rounding)
 with timm's module names, so state dicts are interchangeable both ways. timm is the reference it is tested
 against (``tests/test_lite_trunk.py``: equal outputs, keys and shapes for every variant and split point).
+
+Inference (eval mode without autograd) runs faster than timm's network, within float rounding of it: every
+BatchNorm folded into its convolution (:mod:`vision.nn.folding`) and the feature maps channels-last, where
+oneDNN's depthwise and pointwise convolutions are faster. Measured on 2 CPU cores, one thread, lite0 cut at
+``blocks.6`` at 160 px: 20.3 -> 12.8 ms at batch 1 and 354 -> 156 ms at batch 16 (folding alone: 14.8 / 275 ms,
+channels-last alone: 16.2 / 226 ms). With gradients, or in training, it computes exactly what timm computes.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .folding import FoldCache, folding_applies
 
 # timm model name -> (channel multiplier, depth multiplier)
 VARIANTS: dict[str, tuple[float, float]] = {
@@ -53,13 +61,13 @@ class SameConv2d(nn.Conv2d):
     """A strided convolution with TensorFlow "SAME" padding (timm's ``Conv2dSame``): the input is zero-padded
     to ``ceil(size / stride)`` outputs, the odd pixel going to the bottom / right."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         pads = []
         for size, kernel, stride in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             size = int(size)  # a constant while tracing: exported graphs have a fixed image size
             total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
             pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads, value=0), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(F.pad(x, pads, value=0), weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -70,14 +78,26 @@ def conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, grou
 
 
 class BatchNormAct(nn.BatchNorm2d):
-    """BatchNorm then ReLU6 (or nothing), with the state-dict keys of timm's ``BatchNormAct2d``."""
+    """BatchNorm then ReLU6 (or nothing), with the state-dict keys of timm's ``BatchNormAct2d``.
+
+    :meth:`after` runs it on a convolution's output, folded into that convolution where folding applies.
+    """
 
     def __init__(self, channels: int, act: bool = True):
         super().__init__(channels, eps=BN_EPS)
         self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
+        self.folded = FoldCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(super().forward(x))
+
+    def after(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """``self(conv(x))``; in inference one convolution with this BatchNorm folded in, channels-last weights
+        (see :class:`EfficientNetLite`)."""
+        folded = self.folded.get(conv.weight, conv.bias, self, torch.channels_last) if folding_applies(self) else None
+        if folded is None:
+            return self(conv(x))
+        return self.act(conv._conv_forward(x, *folded))
 
 
 class DepthwiseSeparable(nn.Module):
@@ -92,7 +112,7 @@ class DepthwiseSeparable(nn.Module):
         self.bn2 = BatchNormAct(out_channels, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv_pw(self.bn1(self.conv_dw(x))))
+        out = self.bn2.after(self.conv_pw, self.bn1.after(self.conv_dw, x))
         return out + x if self.has_skip else out
 
 
@@ -111,14 +131,15 @@ class InvertedResidual(nn.Module):
         self.bn3 = BatchNormAct(out_channels, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn3(self.conv_pwl(self.bn2(self.conv_dw(self.bn1(self.conv_pw(x))))))
+        out = self.bn3.after(self.conv_pwl, self.bn2.after(self.conv_dw, self.bn1.after(self.conv_pw, x)))
         return out + x if self.has_skip else out
 
 
 class EfficientNetLite(nn.Module):
     """timm's ``backbone`` (``tf_efficientnet_lite0..4``) up to ``split_point`` (one of :func:`stage_names`),
     whose ``forward`` returns the split point's features; ``split_point=None`` is the whole ImageNet classifier
-    (``conv_head``, ``bn2``, ``classifier``), whose ``forward`` returns logits. Initialised as timm does."""
+    (``conv_head``, ``bn2``, ``classifier``), whose ``forward`` returns logits. Initialised as timm does.
+    Features come back contiguous (NCHW) also from the channels-last inference path."""
 
     def __init__(self, backbone: str, split_point: str | None = None):
         super().__init__()
@@ -150,10 +171,13 @@ class EfficientNetLite(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.bn1(self.conv_stem(x)))
+        inference = folding_applies(self)
+        if inference:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.blocks(self.bn1.after(self.conv_stem, x))
         if not self.has_head:
-            return x
-        return self.classifier(F.adaptive_avg_pool2d(self.bn2(self.conv_head(x)), 1).flatten(1))
+            return x.contiguous() if inference else x
+        return self.classifier(F.adaptive_avg_pool2d(self.bn2.after(self.conv_head, x), 1).flatten(1))
 
 
 def _init_weights(module: nn.Module) -> None:
