@@ -71,8 +71,8 @@ def _slice_groups(t: torch.Tensor, groups: int, idx: torch.Tensor) -> torch.Tens
 
 
 def expand_shared(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Turn a shared ``(B, C, H, W)`` map into ``(B, G*C, H, W)`` (one copy per branch)."""
-    return x.repeat(1, groups, 1, 1)
+    """Turn a shared ``(B, C, H, W)`` map into ``(B, G*C, H, W)`` (one copy per branch; the map itself for one)."""
+    return x if groups == 1 else x.repeat(1, groups, 1, 1)
 
 
 def add_residual(out: torch.Tensor, x: torch.Tensor, groups: int, shared: bool) -> torch.Tensor:
