@@ -51,7 +51,9 @@ def tflite_reference(shared_data):
 
 def test_front_end_matches_tflite_log_mel(tflite_reference, tagger):
     """The runtime's own square root is not correctly rounded on x86 (XNNPACK: rsqrt + one Newton step), so a
-    few quantised mel inputs round the other way: rare log-mel cells differ by up to ~1e-3, the rest by ~2e-6."""
+    few quantised mel inputs round the other way: rare log-mel cells differ by up to ~1e-3 to ~3e-3, the rest by
+    ~2e-6. XNNPACK picks its kernels by the CPU's instruction sets, so the rare ones vary between machines
+    (measured max: 1.1e-3 on one x86 machine, 2.8e-3 on an AVX-512 AMD EPYC)."""
     differences = []
     for windows, _, log_mel in tflite_reference.values():
         with torch.inference_mode():
@@ -59,7 +61,7 @@ def test_front_end_matches_tflite_log_mel(tflite_reference, tagger):
         assert ours.shape == log_mel.shape == (len(windows), 96, 64)
         differences.append(np.abs(ours - log_mel).ravel())
     differences = np.concatenate(differences)
-    assert differences.max() <= 2e-3, differences.max()
+    assert differences.max() <= 5e-3, differences.max()
     assert np.quantile(differences, 0.9999) <= 1e-5
     assert len(differences) == 118 * 96 * 64  # every window of all 24 clips
 
@@ -78,13 +80,18 @@ def test_network_matches_tflite_on_its_own_log_mel(tflite_reference, tagger):
 
 
 def test_scores_match_tflite_on_every_window(tflite_reference, tagger):
-    differences, same_top = [], 0
+    """The same top label on every window, but for ties: the machine-dependent rounding above moves scores by up
+    to ~0.04, so a window whose best two labels the runtime scores within 0.01 may flip (measured: none on one x86
+    machine, one of 118 on an AMD EPYC: lion.ogg, margin 6e-4)."""
+    differences, flipped_margins = [], []
     for windows, scores, _ in tflite_reference.values():
         ours = tagger.window_scores(list(windows))
         differences.append(np.abs(ours - scores))
-        same_top += int((ours.argmax(axis=1) == scores.argmax(axis=1)).sum())
+        best_two = np.sort(scores, axis=1)[:, -2:]
+        flipped = ours.argmax(axis=1) != scores.argmax(axis=1)
+        flipped_margins += list(best_two[flipped, 1] - best_two[flipped, 0])
     differences = np.concatenate(differences)
-    assert same_top == len(differences) == 118
+    assert len(differences) == 118 and len(flipped_margins) <= 2 and all(m < 0.01 for m in flipped_margins)
     assert (differences <= 1e-3).mean() >= 0.98, (differences <= 1e-3).mean()
     assert differences.max() <= 0.05, differences.max()
 
