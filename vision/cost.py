@@ -21,6 +21,7 @@ from xmcommon.ids import parse_ids
 from .hierarchy import Hierarchy
 from .io import load_seqpar
 from .model import SeqParModel
+from .nn.meta import meta_device
 from .presets import available_presets, preset
 
 
@@ -160,7 +161,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     else:
         tree = Hierarchy.load(args.hierarchy, args.num_classes).tree if args.hierarchy else None
         config = preset(args.preset, num_classes=args.num_classes, hierarchy=tree, image_size=args.image_size or 224)
-        with torch.device("meta"):  # counting needs shapes only: no memory, no initialisation
+        with meta_device():  # counting needs shapes only: no memory, no initialisation
             model = SeqParModel(config).to("meta")
     model.eval()
     classes = parse_ids(args.classes, what="--classes")
