@@ -100,7 +100,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     backbone_rates = {(REFERENCE, 224): {row["batch"]: row["gmac_per_s"] for row in rows}}
     for variant in args.variants:
         for num_classes in [1000] if variant == DEFAULT else args.classes:
-            model = load_seqpar(DEFAULT) if variant == DEFAULT else SeqParModel(preset(variant, num_classes=num_classes))
+            model = (load_seqpar(DEFAULT) if variant == DEFAULT
+                     else SeqParModel(preset(variant, num_classes=num_classes)))
             backbone = (model.config.backbone, model.config.image_size)
             if backbone not in backbone_rates:
                 backbone_rows = _timm_rows(*backbone, args.batches, args.runs, args.clock)
@@ -165,7 +166,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
         ratio = r["latency_saving"] / r["mac_saving"] if r["mac_saving"] else None
         return [r["model"], r["classes"], r["kept"], r["batch"], f"{r['params'] / 1e6:.2f}", f"{r['gmacs']:.3f}",
                 f"{r['latency_ms']:.1f}", f"{r['gmac_per_s']:.1f}", f"{r['percent_of_resnet50_rate']:.0f} %",
-                f"{r['percent_of_backbone_rate']:.0f} %", cell(loop, ".1f"), cell(speed_up, ".2f", "x"), cell(ratio, ".2f")]
+                f"{r['percent_of_backbone_rate']:.0f} %", cell(loop, ".1f"), cell(speed_up, ".2f", "x"),
+                cell(ratio, ".2f")]
 
     return markdown_table(HEADER, map(cells, rows), ALIGN)
 

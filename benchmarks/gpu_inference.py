@@ -22,8 +22,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import CAT_CLASSES, add_json_argument, cell, interleaved_timings, machine, machine_line, \
-    markdown_table, write_json
+from benchmarks.common import (
+    CAT_CLASSES,
+    add_json_argument,
+    cell,
+    interleaved_timings,
+    machine,
+    machine_line,
+    markdown_table,
+    write_json,
+)
 from crossmodal import GuidedClassifier
 from vision.data import eval_transform
 from vision.io import load_seqpar
@@ -97,7 +105,8 @@ def _latency_rows(model: SeqParModel, batches: list[int], runs: int, device: tor
 
         with torch.inference_mode():
             times = interleaved_timings({name: (lambda m=m: call(m)) for name, m in nets.items()}, runs, warmup=3)
-        rows += [[name, batch, cell(t.wall_ms, ".2f"), cell(batch / t.wall_ms * 1e3, ".0f")] for name, t in times.items()]
+        rows += [[name, batch, cell(t.wall_ms, ".2f"), cell(batch / t.wall_ms * 1e3, ".0f")]
+                 for name, t in times.items()]
     return rows
 
 

@@ -127,7 +127,8 @@ def test_unknown_variant_or_split_point_is_a_value_error_naming_the_expected_val
     with pytest.raises(ValueError, match=r"'tf_efficientnet_lite9'; expected one of"):
         Trunk("tf_efficientnet_lite9", "blocks.2")
     expected = r"expected one of \['bn1', 'blocks.0', .*'blocks.6'\]"
-    with pytest.raises(ValueError, match=r"split_point 'blocks.7' is not a stage of tf_efficientnet_lite0; " + expected):
+    with pytest.raises(ValueError,
+                       match=r"split_point 'blocks.7' is not a stage of tf_efficientnet_lite0; " + expected):
         EfficientNetLite("tf_efficientnet_lite0", "blocks.7")
     with pytest.raises(ValueError, match=r"split_point 'layer3' is not a stage of tf_efficientnet_lite2; " + expected):
         Trunk("tf_efficientnet_lite2", "layer3")

@@ -5,8 +5,8 @@ model's own ``data_config()`` (``SeqParConfig.preprocessing`` at ``image_size``)
 
 The eval path is native (PIL, numpy and torch only) because it is on the CLI's cold start:
 ``timm.data.create_transform`` needs torchvision, and ``import torchvision`` alone costs 1.3 to 1.6 s
-after ``import torch`` here (``torchvision.ops`` imports ``torch._dynamo``). The reference it is tested against, bit for bit
-(``torch.equal``, ``tests/test_eval_transform.py``), is timm's
+after ``import torch`` here (``torchvision.ops`` imports ``torch._dynamo``). The reference it is tested against,
+bit for bit (``torch.equal``, ``tests/test_eval_transform.py``), is timm's
 ``create_transform(**data_config, is_training=False)`` (``transforms_imagenet_eval``: torchvision's
 ``Resize`` / ``CenterCrop``, timm's ``ResizeKeepRatio`` / ``CenterCropOrPad``, ``ToTensor``,
 ``Normalize``), whose size and offset rounding :class:`EvalTransform` reproduces step by step.

@@ -146,7 +146,8 @@ class EfficientNetLite(nn.Module):
         if backbone not in VARIANTS:
             raise ValueError(f"unknown EfficientNet-Lite {backbone!r}; expected one of {sorted(VARIANTS)}")
         if split_point is not None and split_point not in stage_names():
-            raise ValueError(f"split_point {split_point!r} is not a stage of {backbone}; expected one of {stage_names()}")
+            raise ValueError(f"split_point {split_point!r} is not a stage of {backbone}; "
+                             f"expected one of {stage_names()}")
         channel_multiplier, depth_multiplier = VARIANTS[backbone]
         kept = len(STAGES) if split_point is None else stage_names().index(split_point)
         self.conv_stem = conv(3, STEM_CHANNELS, 3, stride=2)
