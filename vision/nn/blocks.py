@@ -134,12 +134,30 @@ class ConvNeXtBlock(Block):
     def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
                 part: Part | None = None) -> torch.Tensor:
         groups = self.part_groups(part)
-        if shared:
-            x = expand_shared(x, groups)
-        if self.has_projection:
-            x = self.down_conv(self.down_norm(x, part), part=part)
+        if shared and self.has_projection:
+            x = self._project_shared(x, part)
+        else:
+            if shared:
+                x = expand_shared(x, groups)
+            if self.has_projection:
+                x = self.down_conv(self.down_norm(x, part), part=part)
         out = self.grn(F.gelu(self.fc1(self.norm(self.conv_dw(x, part=part), part), part=part)), part)
         return x + self.fc2(apply_gain(out, gain, groups), part=part)
+
+    def _project_shared(self, x: torch.Tensor, part: Part | None) -> torch.Tensor:
+        """``down_conv(down_norm(x))`` of every group's copy of a shared map, without the copies: ``x`` normalised
+        once, each group's LayerNorm affine folded into its convolution. Exact (up to float rounding) because the
+        convolution is unpadded with kernel = stride: every pixel it reads went through the affine. Measured on 2 CPU
+        cores (one thread), the branches of NHL-ConvNeXtV2-tiny with 1000 classes (every leaf projects its parent's
+        128 channels to 24): 168 -> 106 ms at batch 1, 2379 -> 1363 ms at batch 16."""
+        norm, conv = self.down_norm, self.down_conv
+        groups, channels = norm.part_groups(part), x.shape[1]
+        scale = norm.rows(norm.weight, part).view(groups, 1, channels, 1, 1)
+        shift = norm.rows(norm.bias, part).view(groups, 1, channels, 1, 1)
+        weight = conv.rows(conv.weight, part)
+        weight = weight.view(groups, -1, *weight.shape[1:])  # (G, out, C, k, k)
+        bias = conv.rows(conv.bias, part) + (weight * shift).sum((2, 3, 4)).flatten()
+        return conv(norm.normalized(x, 1), shared=True, part=part, weights=((weight * scale).flatten(0, 1), bias))
 
 
 @register_block("mbconv")

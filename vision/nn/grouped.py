@@ -109,8 +109,11 @@ class GroupedConv2d(Grouped):
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         self.bias = nn.Parameter(torch.zeros(groups * out_channels)) if bias else None
 
-    def forward(self, x: torch.Tensor, shared: bool = False, part: Part | None = None) -> torch.Tensor:
-        groups, weight, bias = self.part_groups(part), self.rows(self.weight, part), self.rows(self.bias, part)
+    def forward(self, x: torch.Tensor, shared: bool = False, part: Part | None = None,
+                weights: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
+        """``weights``: the ``(weight, bias)`` rows of ``part``'s groups to use instead of this module's own."""
+        groups = self.part_groups(part)
+        weight, bias = weights if weights is not None else (self.rows(self.weight, part), self.rows(self.bias, part))
         if shared and self.depthwise:
             x, shared = expand_shared(x, groups), False
         stride = self.stride
@@ -171,12 +174,16 @@ class GroupedLayerNorm2d(Grouped):
         self.bias = nn.Parameter(torch.zeros(groups * channels))
 
     def forward(self, x: torch.Tensor, part: Part | None = None) -> torch.Tensor:
+        v = self.normalized(x, self.part_groups(part))
+        return v * self.rows(self.weight, part)[:, None, None] + self.rows(self.bias, part)[:, None, None]
+
+    def normalized(self, x: torch.Tensor, groups: int) -> torch.Tensor:
+        """``x`` normalised over each of its ``groups`` groups of channels, before the affine."""
         b, _, h, w = x.shape
-        v = x.view(b, self.part_groups(part), -1, h, w)
+        v = x.view(b, groups, -1, h, w)
         mean = v.mean(2, keepdim=True)
         var = v.var(2, unbiased=False, keepdim=True)
-        v = ((v - mean) * torch.rsqrt(var + self.eps)).view(b, -1, h, w)
-        return v * self.rows(self.weight, part)[:, None, None] + self.rows(self.bias, part)[:, None, None]
+        return ((v - mean) * torch.rsqrt(var + self.eps)).view(b, -1, h, w)
 
 
 class GroupedGRN(Grouped):
