@@ -75,7 +75,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _models(model: SeqParModel, percents: list[float]) -> list[tuple[str, SeqParModel, Any]]:
+def models_and_cutouts(model: SeqParModel, percents: list[float]) -> list[tuple[str, SeqParModel, Any]]:
     """(kept label, model, cost) for the full model and each distinct cutout size."""
     model.eval()
     num_classes = model.config.num_classes
@@ -107,11 +107,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 backbone_rows = _timm_rows(*backbone, args.batches, args.runs, args.clock)
                 backbone_rates[backbone] = {row["batch"]: row["gmac_per_s"] for row in backbone_rows}
                 rows += backbone_rows
-            models = _models(model, args.percents)
+            models = models_and_cutouts(model, args.percents)
             full_cost = models[0][2]
             loops = {} if args.no_loop else {kept: BranchLoop(m) for kept, m, _ in models}
             for batch in args.batches:
-                x = _images(batch, model.config.image_size)
+                x = random_images(batch, model.config.image_size)
                 fns = {kept: (lambda m=m, x=x: m(x)) for kept, m, _ in models}
                 fns |= {f"{kept} loop": (lambda loop=loop, x=x: loop(x)) for kept, loop in loops.items()}
                 with torch.inference_mode():
@@ -137,7 +137,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _images(batch: int, size: int) -> torch.Tensor:
+def random_images(batch: int, size: int) -> torch.Tensor:
     """The same random images for every model of one input size."""
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch * 1000 + size))
 
@@ -150,7 +150,7 @@ def _timm_rows(name: str, size: int, batches: list[int], runs: int, clock: str) 
     label = f"{name} (timm)" if size == 224 else f"{name} (timm, {size} px)"
     rows = []
     for batch in batches:
-        x = _images(batch, size)
+        x = random_images(batch, size)
         with torch.inference_mode():
             t = timing(lambda x=x: net(x), runs).ms(clock)
         rows.append({"model": label, "classes": 1000, "kept": None, "batch": batch, "params": cost.params,
