@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     features = model.trunk(random_images(batch, model.config.image_size))
                     fns = {kept: (lambda m=m: m.forward_branches(features, [None] * len(m.levels)))
                            for kept, m, _ in models}
-                    fns |= {f"{kept} loop": (lambda loop=loop: loop._loop(features, [None] * len(loop.model.levels)))
+                    fns |= {f"{kept} loop": (lambda r=loop: r.run_levels(features, [None] * len(r.model.levels)))
                             for kept, loop in loops.items()}
                     times = interleaved_timings(fns, args.runs)
                 for kept, _, cost in models:

@@ -55,7 +55,8 @@ def _copy_trunk(backbone: str) -> Trunk:
 
 
 def randomise_norms(model: torch.nn.Module) -> None:
-    """Give every norm layer non-identity statistics and affine weights (so zero-init hides nothing)."""
+    """Give every norm layer non-identity statistics and affine weights, and every branch convolution's bias
+    non-zero values (so identity and zero init hide nothing)."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -64,8 +65,10 @@ def randomise_norms(model: torch.nn.Module) -> None:
                 module.weight.normal_(1, 0.2)
                 module.bias.normal_(0, 0.2)
         for name, p in model.named_parameters():
-            if name.endswith(("grn.weight", "grn.bias")):
+            if name.endswith(("grn.weight", "grn.bias")) or (name.startswith("levels.") and name.endswith(".bias")):
                 p.normal_(0, 0.2)
+            elif name.startswith("levels.") and "norm.weight" in name:  # ConvNeXt branches' LayerNorms
+                p.normal_(1, 0.2)
 
 
 SYNTHETIC_TREE = {"name": "root", "children": [{"name": "lower", "children": [0, 1, 2, 3, 4]},

@@ -74,8 +74,9 @@ def exit_process(code: int) -> None:
     Once torch is imported, that sweep walks every object it created: about 0.4 s of the 2 s a
     ``python -m crossmodal.run`` takes on 2 CPU cores (measured with and without, fresh processes), spent only
     to free memory the operating system frees anyway. ``gc.freeze`` moves every object out of the collector's
-    reach; output is flushed, atexit handlers run and files close as usual. Only for a process's last step:
-    library code and tests call :func:`run_cli` instead.
+    reach; standard output is flushed and atexit handlers run as usual, but an object kept alive only by a
+    reference cycle is never finalised (close files before). Only for a process's last step: library code and
+    tests call :func:`run_cli` instead.
     """
     gc.freeze()
     sys.exit(code)

@@ -134,7 +134,7 @@ class ConvNeXtBlock(Block):
     def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
                 part: Part | None = None) -> torch.Tensor:
         groups = self.part_groups(part)
-        if shared and self.has_projection:
+        if shared and self.has_projection and self.down_conv.padding == 0:
             x = self._project_shared(x, part)
         else:
             if shared:
@@ -146,10 +146,11 @@ class ConvNeXtBlock(Block):
 
     def _project_shared(self, x: torch.Tensor, part: Part | None) -> torch.Tensor:
         """``down_conv(down_norm(x))`` of every group's copy of a shared map, without the copies: ``x`` normalised
-        once, each group's LayerNorm affine folded into its convolution. Exact (up to float rounding) because the
-        convolution is unpadded with kernel = stride: every pixel it reads went through the affine. Measured on 2 CPU
-        cores (one thread), the branches of NHL-ConvNeXtV2-tiny with 1000 classes (every leaf projects its parent's
-        128 channels to 24): 168 -> 106 ms at batch 1, 2379 -> 1363 ms at batch 16."""
+        once per chunk of siblings, each group's LayerNorm affine folded into its convolution (recomputed per
+        call: a few multiplies per weight). Exact (up to float rounding) for an unpadded convolution, as ConvNeXt's
+        kernel = stride projection is: every pixel it reads went through the affine (``forward`` checks the
+        padding). Measured on 2 CPU cores (one thread), the branches of NHL-ConvNeXtV2-tiny with 1000 classes (every
+        leaf projects its parent's 128 channels to 24): 168 -> 106 ms at batch 1, 2379 -> 1363 ms at batch 16."""
         norm, conv = self.down_norm, self.down_conv
         groups, channels = norm.part_groups(part), x.shape[1]
         scale = norm.rows(norm.weight, part).view(groups, 1, channels, 1, 1)

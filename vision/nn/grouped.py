@@ -135,6 +135,8 @@ def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     weight = weight.view(groups, -1, in_channels)
     if bias is None:
         out = torch.matmul(weight, cols)  # (G, out, B*H*W)
+    elif torch.jit.is_tracing():  # ONNX export: the exporter writes baddbmm as MatMul, two Muls and an Add
+        out = torch.matmul(weight, cols) + bias.view(groups, -1, 1)
     else:  # the bias is the product's starting value: no pass of its own over the output
         out = torch.baddbmm(bias.view(groups, -1, 1), weight, cols)
     return out.view(-1, b, h, w).transpose(0, 1).contiguous()

@@ -16,6 +16,7 @@ channels-last alone: 16.2 / 226 ms). With gradients, or in training, it computes
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +91,10 @@ class BatchNormAct(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(super().forward(x))
+
+    def _apply(self, fn: Any, recurse: bool = True) -> BatchNormAct:
+        self.folded.clear()  # moved or cast (``.to()``, ``.half()``): fold again from the new tensors
+        return super()._apply(fn, recurse)
 
     def after(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         """``self(conv(x))``; in inference one convolution with this BatchNorm folded in, channels-last weights

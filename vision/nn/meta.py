@@ -25,7 +25,9 @@ class _SkipRandomFills(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if func in _RANDOM_FILLS:
-            return args[0] if args else kwargs["tensor"]
+            tensor = args[0] if args else kwargs["tensor"]
+            if tensor.is_meta:  # a tensor made elsewhere (e.g. device="cpu") is filled as usual
+                return tensor
         return func(*args, **kwargs)
 
 

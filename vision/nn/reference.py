@@ -32,14 +32,14 @@ class BranchLoop(nn.Module):
         model = self.model
         level_gains = model.level_gains(gains, x.shape[0])
         features = model.trunk(x)
-        plain = self._loop(features, [None] * len(level_gains))
+        plain = self.run_levels(features, [None] * len(level_gains))
         if all(g is None for g in level_gains):
             return plain
         in_blocks = [g if self.branches[d][0] and len(self.branches[d][0]) else None for d, g in enumerate(level_gains)]
-        gained = self._loop(features, in_blocks) if any(g is not None for g in in_blocks) else None
+        gained = self.run_levels(features, in_blocks) if any(g is not None for g in in_blocks) else None
         return attended_logits(gained, plain, self._path_gains(level_gains, x.shape[0]))
 
-    def _loop(self, trunk_features: torch.Tensor, level_gains: list[torch.Tensor | None]) -> torch.Tensor:
+    def run_levels(self, trunk_features: torch.Tensor, level_gains: list[torch.Tensor | None]) -> torch.Tensor:
         """Every branch on its own, one after another; feature-map gains at each branch's attention block."""
         model = self.model
         parents = [trunk_features]
