@@ -82,7 +82,7 @@ class BranchLevel(nn.Module):
         width = self.in_channels
         for start, stop, p in self._chunks(parent):
             x = parent[:, p * width : (p + 1) * width] if self.parent_groups > 1 else parent
-            part = (start, stop)
+            part = None if (start, stop) == (0, self.groups) else (start, stop)  # one chunk: the modules as they are
             for i, block in enumerate(self.blocks):
                 block_gain = gain[:, start:stop] if gain is not None and i == attention_block else None
                 x = block(x, shared=i == 0, gain=block_gain, part=part)
@@ -90,7 +90,8 @@ class BranchLevel(nn.Module):
             if self.keep_features:
                 maps.append(x)
         features = (maps[0] if len(maps) == 1 else torch.cat(maps, 1)) if maps else None
-        logits = self._logits(torch.cat(pooled, 1).view(b, self.groups, -1)) if self.head is not None else None
+        pooled = pooled[0] if len(pooled) == 1 else torch.cat(pooled, 1)
+        logits = self._logits(pooled.view(b, self.groups, -1)) if self.head is not None else None
         return features, logits
 
     def _chunks(self, parent: torch.Tensor) -> list[tuple[int, int, int]]:

@@ -134,7 +134,7 @@ class ConvNeXtBlock(Block):
     def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
                 part: Part | None = None) -> torch.Tensor:
         groups = self.part_groups(part)
-        if shared and self.has_projection and self.down_conv.padding == 0:
+        if shared and self.has_projection and groups > 1 and self.down_conv.padding == 0:
             x = self._project_shared(x, part)
         else:
             if shared:
