@@ -17,20 +17,9 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import (
-    CLOCKS,
-    add_json_argument,
-    interleaved_timings,
-    machine,
-    machine_line,
-    markdown_table,
-    write_json,
-)
-from benchmarks.cutout import DEFAULT, VARIANTS, models_and_cutouts, random_images
-from vision.io import load_seqpar
-from vision.model import SeqParModel
+from benchmarks.common import interleaved_timings, machine, machine_line, markdown_table, write_json
+from benchmarks.cutout import add_model_arguments, models_and_cutouts, prepare_run, random_images, variant_models
 from vision.nn.reference import BranchLoop
-from vision.presets import available_presets, preset
 from xmcommon.cli import exit_process, run_cli
 
 HEADER = ("model", "classes", "kept", "batch", "branch GMACs", "fused (ms)", "loop (ms)", "fused speed-up",
@@ -39,49 +28,32 @@ HEADER = ("model", "classes", "kept", "batch", "branch GMACs", "fused (ms)", "lo
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Fused branches vs the per-branch loop, on the same trunk features.")
-    parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--variants", nargs="+", default=[*VARIANTS, DEFAULT],
-                        help=f"vision presets, of: {', '.join(available_presets())}; or {DEFAULT!r}")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--percents", type=float, nargs="+", default=[1, 5, 10])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--clock", choices=CLOCKS, default="wall")
-    add_json_argument(parser)
+    add_model_arguments(parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    for name in args.variants:
-        if name != DEFAULT:
-            preset(name, num_classes=10)  # an unknown preset is bad input: fail before any timing
-    if min(args.classes + args.batches) < 1 or args.runs < 1:
-        raise ValueError("--classes, --batches and --runs must be >= 1")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    prepare_run(args)
     rows = []
-    for variant in args.variants:
-        for num_classes in [1000] if variant == DEFAULT else args.classes:
-            model = (load_seqpar(DEFAULT) if variant == DEFAULT
-                     else SeqParModel(preset(variant, num_classes=num_classes)))
-            models = models_and_cutouts(model, args.percents)
-            loops = {kept: BranchLoop(m) for kept, m, _ in models}
-            for batch in args.batches:
-                with torch.inference_mode():
-                    features = model.trunk(random_images(batch, model.config.image_size))
-                    fns = {kept: (lambda m=m: m.forward_branches(features, [None] * len(m.levels)))
-                           for kept, m, _ in models}
-                    fns |= {f"{kept} loop": (lambda r=loop: r.run_levels(features, [None] * len(r.model.levels)))
-                            for kept, loop in loops.items()}
-                    times = interleaved_timings(fns, args.runs)
-                for kept, _, cost in models:
-                    branch_macs = cost.macs - cost.parts[0].macs
-                    fused, loop = times[kept].ms(args.clock), times[f"{kept} loop"].ms(args.clock)
-                    rows.append({"model": variant, "classes": num_classes, "kept": kept, "batch": batch,
-                                 "branch_gmacs": branch_macs / 1e9, "fused_ms": fused, "loop_ms": loop,
-                                 "speed_up": loop / fused, "gmac_per_s": branch_macs * batch / fused / 1e6})
-                print(f"{variant}, {num_classes} classes, batch {batch}: done", file=sys.stderr, flush=True)
-            del model, models, loops
+    for variant, num_classes, model in variant_models(args):
+        models = models_and_cutouts(model, args.percents)
+        loops = {kept: BranchLoop(m) for kept, m, _ in models}
+        for batch in args.batches:
+            with torch.inference_mode():
+                features = model.trunk(random_images(batch, model.config.image_size))
+                fns = {kept: (lambda m=m: m.forward_branches(features, [None] * len(m.levels)))
+                       for kept, m, _ in models}
+                fns |= {f"{kept} loop": (lambda r=loop: r.run_levels(features, [None] * len(r.model.levels)))
+                        for kept, loop in loops.items()}
+                times = interleaved_timings(fns, args.runs)
+            for kept, _, cost in models:
+                branch_macs = cost.macs - cost.parts[0].macs
+                fused, loop = times[kept].ms(args.clock), times[f"{kept} loop"].ms(args.clock)
+                rows.append({"model": variant, "classes": num_classes, "kept": kept, "batch": batch,
+                             "branch_gmacs": branch_macs / 1e9, "fused_ms": fused, "loop_ms": loop,
+                             "speed_up": loop / fused, "gmac_per_s": branch_macs * batch / fused / 1e6})
+            print(f"{variant}, {num_classes} classes, batch {batch}: done", file=sys.stderr, flush=True)
+        del model, models, loops
     result = {"machine": machine(), "clock": args.clock, "runs": args.runs, "rows": rows}
     write_json(args.json, result)
     return result

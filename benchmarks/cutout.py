@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import timm
@@ -58,8 +59,8 @@ def kept_classes(num_classes: int, percent: float) -> list[int]:
     return list(range(max(1, round(num_classes * percent / 100))))
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Params, GMACs and CPU latency of SeqPar models and their cutouts.")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The models, cutouts, batches and timing settings of this benchmark (``benchmarks.branches`` shares them)."""
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--variants", nargs="+", default=[*VARIANTS, DEFAULT],
                         help=f"vision presets, of: {', '.join(available_presets())}; or {DEFAULT!r}, the packaged "
@@ -67,12 +68,36 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--percents", type=float, nargs="+", default=[1, 5, 10])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--no-loop", action="store_true", help="skip the per-branch reference loop")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--clock", choices=CLOCKS, default="wall",
                         help="wall: latency; cpu: process CPU time (robust on a shared machine with --threads 1)")
     add_json_argument(parser)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Params, GMACs and CPU latency of SeqPar models and their cutouts.")
+    add_model_arguments(parser)
+    parser.add_argument("--no-loop", action="store_true", help="skip the per-branch reference loop")
     return parser
+
+
+def prepare_run(args: argparse.Namespace) -> None:
+    """Reject bad arguments before any timing, then set the threads and the seed of the presets' random weights."""
+    for name in args.variants:
+        if name != DEFAULT:
+            preset(name, num_classes=10)  # an unknown preset is bad input
+    if min(args.classes + args.batches) < 1 or args.runs < 1:
+        raise ValueError("--classes, --batches and --runs must be >= 1")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+
+def variant_models(args: argparse.Namespace) -> Iterator[tuple[str, int, SeqParModel]]:
+    """(variant, classes, model) for every variant and class count asked for (the packaged model: 1000 classes)."""
+    for variant in args.variants:
+        for num_classes in [1000] if variant == DEFAULT else args.classes:
+            yield variant, num_classes, (load_seqpar(DEFAULT) if variant == DEFAULT
+                                         else SeqParModel(preset(variant, num_classes=num_classes)))
 
 
 def models_and_cutouts(model: SeqParModel, percents: list[float]) -> list[tuple[str, SeqParModel, Any]]:
@@ -89,45 +114,36 @@ def models_and_cutouts(model: SeqParModel, percents: list[float]) -> list[tuple[
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    for name in args.variants:
-        if name != DEFAULT:
-            preset(name, num_classes=10)  # an unknown preset is bad input: fail before any timing
-    if min(args.classes + args.batches) < 1 or args.runs < 1:
-        raise ValueError("--classes, --batches and --runs must be >= 1")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)  # the presets' random weights
+    prepare_run(args)
     rows = _timm_rows(REFERENCE, 224, args.batches, args.runs, args.clock)
     backbone_rates = {(REFERENCE, 224): {row["batch"]: row["gmac_per_s"] for row in rows}}
-    for variant in args.variants:
-        for num_classes in [1000] if variant == DEFAULT else args.classes:
-            model = (load_seqpar(DEFAULT) if variant == DEFAULT
-                     else SeqParModel(preset(variant, num_classes=num_classes)))
-            backbone = (model.config.backbone, model.config.image_size)
-            if backbone not in backbone_rates:
-                backbone_rows = _timm_rows(*backbone, args.batches, args.runs, args.clock)
-                backbone_rates[backbone] = {row["batch"]: row["gmac_per_s"] for row in backbone_rows}
-                rows += backbone_rows
-            models = models_and_cutouts(model, args.percents)
-            full_cost = models[0][2]
-            loops = {} if args.no_loop else {kept: BranchLoop(m) for kept, m, _ in models}
-            for batch in args.batches:
-                x = random_images(batch, model.config.image_size)
-                fns = {kept: (lambda m=m, x=x: m(x)) for kept, m, _ in models}
-                fns |= {f"{kept} loop": (lambda loop=loop, x=x: loop(x)) for kept, loop in loops.items()}
-                with torch.inference_mode():
-                    times = interleaved_timings(fns, args.runs)
-                full_latency = times["full"].ms(args.clock)
-                for kept, _, cost in models:
-                    t = times[kept].ms(args.clock)
-                    mac_saving = 1 - cost.macs / full_cost.macs
-                    rows.append({"model": variant, "classes": num_classes, "kept": kept, "batch": batch,
-                                 "backbone_gmac_per_s": backbone_rates[backbone][batch],
-                                 "params": cost.params, "gmacs": cost.gmacs, "latency_ms": t,
-                                 "loop_ms": None if args.no_loop else times[f"{kept} loop"].ms(args.clock),
-                                 "gmac_per_s": cost.macs * batch / t / 1e6, "mac_saving": mac_saving,
-                                 "latency_saving": 1 - t / full_latency})
-                print(f"{variant}, {num_classes} classes, batch {batch}: done", file=sys.stderr, flush=True)
-            del model, models, loops
+    for variant, num_classes, model in variant_models(args):
+        backbone = (model.config.backbone, model.config.image_size)
+        if backbone not in backbone_rates:
+            backbone_rows = _timm_rows(*backbone, args.batches, args.runs, args.clock)
+            backbone_rates[backbone] = {row["batch"]: row["gmac_per_s"] for row in backbone_rows}
+            rows += backbone_rows
+        models = models_and_cutouts(model, args.percents)
+        full_cost = models[0][2]
+        loops = {} if args.no_loop else {kept: BranchLoop(m) for kept, m, _ in models}
+        for batch in args.batches:
+            x = random_images(batch, model.config.image_size)
+            fns = {kept: (lambda m=m, x=x: m(x)) for kept, m, _ in models}
+            fns |= {f"{kept} loop": (lambda loop=loop, x=x: loop(x)) for kept, loop in loops.items()}
+            with torch.inference_mode():
+                times = interleaved_timings(fns, args.runs)
+            full_latency = times["full"].ms(args.clock)
+            for kept, _, cost in models:
+                t = times[kept].ms(args.clock)
+                mac_saving = 1 - cost.macs / full_cost.macs
+                rows.append({"model": variant, "classes": num_classes, "kept": kept, "batch": batch,
+                             "backbone_gmac_per_s": backbone_rates[backbone][batch],
+                             "params": cost.params, "gmacs": cost.gmacs, "latency_ms": t,
+                             "loop_ms": None if args.no_loop else times[f"{kept} loop"].ms(args.clock),
+                             "gmac_per_s": cost.macs * batch / t / 1e6, "mac_saving": mac_saving,
+                             "latency_saving": 1 - t / full_latency})
+            print(f"{variant}, {num_classes} classes, batch {batch}: done", file=sys.stderr, flush=True)
+        del model, models, loops
     reference_rate = backbone_rates[(REFERENCE, 224)]
     for row in rows:
         row["percent_of_resnet50_rate"] = 100 * row["gmac_per_s"] / reference_rate[row["batch"]]
