@@ -183,9 +183,11 @@ class GroupedLayerNorm2d(Grouped):
         """``x`` normalised over each of its ``groups`` groups of channels, before the affine."""
         b, _, h, w = x.shape
         v = x.view(b, groups, -1, h, w)
-        mean = v.mean(2, keepdim=True)
-        var = v.var(2, unbiased=False, keepdim=True)
-        return ((v - mean) * torch.rsqrt(var + self.eps)).view(b, -1, h, w)
+        centered = v - v.mean(2, keepdim=True)
+        # the variance as the mean of squares, not ``Tensor.var``: its kernel reduces over a middle dimension
+        # 5-20x slower on CPU (measured on (16, 27, 24 or 128, 7, 7) maps); two-pass, so just as accurate
+        var = centered.square().mean(2, keepdim=True)
+        return (centered * torch.rsqrt(var + self.eps)).view(b, -1, h, w)
 
 
 class GroupedGRN(Grouped):
