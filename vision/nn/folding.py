@@ -13,10 +13,14 @@ up to about 1e-4 of the output's scale).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
 import torch
 from torch import nn
 
 Folded = tuple[torch.Tensor, torch.Tensor]  # (weight, bias) of the folded convolution
+T = TypeVar("T")
 
 
 def folding_applies(module: nn.Module) -> bool:
@@ -38,35 +42,49 @@ def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Batch
     return (weight.to(dtype) * scale.view(-1, *[1] * (weight.ndim - 1))).to(weight.dtype), shift.to(weight.dtype)
 
 
-class FoldCache:
-    """The folded ``(weight, bias)`` of one convolution + BatchNorm pair, recomputed when one of their tensors
-    changes. One entry, replaced atomically, so threads share it safely (a race computes it twice)."""
+class DerivedTensors(Generic[T]):
+    """Values computed from some source tensors, recomputed when one of them changes (its version counter or
+    storage). One entry, replaced atomically, so threads share it safely (a race computes it twice)."""
 
     def __init__(self) -> None:
-        # (key, folded tensors, the sources' storages: held so that their addresses in the key cannot be reused)
-        self._entry: tuple[tuple, Folded, tuple] | None = None
+        # (key, value, the sources' storages: held so that their addresses in the key cannot be reused)
+        self._entry: tuple[tuple, T, tuple] | None = None
 
     def clear(self) -> None:
-        """Forget the folded tensors (their module moved to another device or dtype)."""
+        """Forget the value (its sources moved to another device or dtype)."""
         self._entry = None
 
-    def get(self, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d,
-            memory_format: torch.memory_format = torch.contiguous_format) -> Folded | None:
-        """The folded tensors (the weight in ``memory_format``), or None where folding is impossible: a
-        BatchNorm without running statistics, or tensors made under ``torch.inference_mode`` (they carry no
-        version counter to tell a change by)."""
-        if bn.running_mean is None or bn.running_var is None:
-            return None
-        tensors = [t for t in (weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var) if t is not None]
+    def derive(self, sources: Sequence[torch.Tensor | None], compute: Callable[[], T], tag: Hashable = None) -> T | None:
+        """``compute()``'s value for the current ``sources`` (None entries ignored) and ``tag``, computed without
+        autograd; None where ``sources`` hold tensors made under ``torch.inference_mode`` (they carry no version
+        counter to tell a change by)."""
+        tensors = [t for t in sources if t is not None]
         try:
-            key = (memory_format, *((t.data_ptr(), t._version) for t in tensors))
+            key = (tag, *((t.data_ptr(), t._version) for t in tensors))
         except RuntimeError:  # an inference tensor
             return None
         entry = self._entry
         if entry is None or entry[0] != key:
             with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in any later mode
-                folded_weight, folded_bias = fold_batchnorm(weight, bias, bn)
-                entry = (key, (folded_weight.contiguous(memory_format=memory_format), folded_bias),
-                         tuple(t.untyped_storage() for t in tensors))
+                entry = (key, compute(), tuple(t.untyped_storage() for t in tensors))
             self._entry = entry
         return entry[1]
+
+
+class FoldCache(DerivedTensors[Folded]):
+    """The folded ``(weight, bias)`` of one convolution + BatchNorm pair, recomputed when one of their tensors
+    changes."""
+
+    def get(self, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d,
+            memory_format: torch.memory_format = torch.contiguous_format) -> Folded | None:
+        """The folded tensors (the weight in ``memory_format``), or None where folding is impossible: a
+        BatchNorm without running statistics, or tensors made under ``torch.inference_mode``."""
+        if bn.running_mean is None or bn.running_var is None:
+            return None
+
+        def fold() -> Folded:
+            folded_weight, folded_bias = fold_batchnorm(weight, bias, bn)
+            return folded_weight.contiguous(memory_format=memory_format), folded_bias
+
+        sources = (weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        return self.derive(sources, fold, memory_format)

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from .convnext import ConvNeXtInference
 from .lite import EfficientNetLite
+
+
+class TrunkInference(Protocol):
+    """A faster forward of a pruned timm body up to its split point, for when no gradient can reach the trunk:
+    the same function up to float rounding."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def clear(self) -> None:
+        """Forget anything derived from the body's tensors (it moved to another device or dtype)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,9 @@ class BackboneFamily:
     # builds the body natively, cut at the split point: ``create(backbone, split_point)`` has timm's parameter
     # names, ``out_channels`` and a forward that returns the split point's features; None: the pruned timm model
     create: Callable[[str, str], nn.Module] | None = None
+    # ``inference(body, index)``: a faster forward of the pruned timm body cut at ``forward_intermediates`` index
+    # ``index`` (None where it does not cover that body); None: timm's forward only
+    inference: Callable[[nn.Module, int], TrunkInference | None] | None = None
 
     def matches(self, backbone: str) -> bool:
         return backbone.startswith(self.prefixes)
@@ -58,7 +72,8 @@ def backbone_family(backbone: str) -> BackboneFamily:
 
 register_backbone_family(BackboneFamily("resnet", ("resnet",), "bottleneck", "ResNet (resnet18..resnet200)"))
 register_backbone_family(BackboneFamily("convnext", ("convnextv2", "convnext"), "convnext",
-                                        "ConvNeXtV2 (convnextv2_atto..convnextv2_base)"))
+                                        "ConvNeXtV2 (convnextv2_atto..convnextv2_base)",
+                                        inference=ConvNeXtInference.for_body))
 register_backbone_family(BackboneFamily(
     "tf_efficientnet_lite", ("tf_efficientnet_lite",), "mbconv", "EfficientNet-Lite (tf_efficientnet_lite0..4)",
     create=EfficientNetLite,
@@ -74,18 +89,24 @@ class Trunk(nn.Module):
     """The backbone up to and including ``split_point``; later stages, norm and head are pruned.
 
     ``body`` is the timm model itself or the family's native build (``BackboneFamily.create``); either way its
-    state dict uses timm's parameter names, so pretrained timm weights load into it by name.
+    state dict uses timm's parameter names, so pretrained timm weights load into it by name. A timm body runs
+    its family's faster ``inference`` path where it has one and no gradient can reach the trunk: in eval mode,
+    outside an ONNX trace, with autograd off or neither the trunk's parameters nor the images requiring grad
+    (a frozen trunk in training).
     """
 
     def __init__(self, backbone: str, split_point: str):
         super().__init__()
         self.family = backbone_family(backbone)
         self.index: int | None = None  # the split point's forward_intermediates index, for a timm body
+        self.inference: TrunkInference | None = None
         if self.family.create is not None:
             self.body = self.family.create(backbone, split_point)
             self.out_channels: int = self.body.out_channels
         else:
             self.body, self.index = _pruned_timm_model(self.family, backbone, split_point)
+            if self.family.inference is not None:
+                self.inference = self.family.inference(self.body, self.index)
             with torch.no_grad():
                 probe = torch.zeros(1, 3, 64, 64, device=next(self.body.parameters()).device)
                 self.out_channels = self(probe).shape[1]
@@ -93,9 +114,24 @@ class Trunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.index is None:
             return self.body(x)
+        if self.inference is not None and self._gradient_free(x):
+            return self.inference(x)
         return self.body.forward_intermediates(
             x, indices=[self.index], intermediates_only=True, stop_early=True, **self.family.intermediates_kwargs
         )[0]
+
+    def _gradient_free(self, x: torch.Tensor) -> bool:
+        """Whether this forward can take the inference path: eval mode, not traced, no gradient to compute."""
+        if self.training or torch.jit.is_tracing():
+            return False
+        if not torch.is_grad_enabled():
+            return True
+        return not x.requires_grad and not any(p.requires_grad for p in self.body.parameters())
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Trunk:
+        if self.inference is not None:
+            self.inference.clear()  # moved or cast (``.to()``, ``.half()``): derive again from the new tensors
+        return super()._apply(fn, recurse)
 
 
 def _pruned_timm_model(family: BackboneFamily, backbone: str, split_point: str) -> tuple[nn.Module, int]:
