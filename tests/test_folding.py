@@ -129,3 +129,37 @@ def test_half_precision_weights_fold_in_float32():
     weight32, bias32 = fold_batchnorm(half_conv.weight.float(), half_conv.bias.float(), copy.deepcopy(half_bn).float())
     assert weight.dtype == bias.dtype == torch.bfloat16
     assert torch.equal(weight, weight32.bfloat16()) and torch.equal(bias, bias32.bfloat16())
+
+
+
+@pytest.mark.parametrize("part", [None, (1, 3)])
+def test_convnext_shared_projection_keeps_its_folded_weights_until_a_parameter_changes(part):
+    """A ConvNeXt branch block on a shared parent map folds each group's LayerNorm affine into its projection and,
+    in inference, keeps the folded weights per chunk: they must follow every update of the parameters."""
+    from vision.nn.blocks import ConvNeXtBlock
+    from vision.nn.grouped import expand_shared
+
+    torch.manual_seed(0)
+    block = ConvNeXtBlock(groups=3, in_channels=8, hidden=16, out_channels=4).eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    groups = 3 if part is None else part[1] - part[0]
+
+    @torch.no_grad()
+    def check(x: torch.Tensor) -> None:  # against every group's own copy of x, normalised and projected
+        expected = block(expand_shared(x, groups), shared=False, part=part)
+        torch.testing.assert_close(block(x, shared=True, part=part), expected, rtol=1e-5, atol=1e-5)
+
+    x = torch.randn(2, 8, 5, 5)
+    check(x)
+    with torch.no_grad():  # in-place updates, as optimizer steps make
+        block.down_norm.weight.mul_(1.7)
+    check(x)
+    with torch.no_grad():
+        block.down_conv.bias.add_(0.5)
+    check(x)
+    assert len(block._folded_projections) == 1
+    block.double()
+    assert not block._folded_projections  # cleared on a cast
+    check(x.double())
