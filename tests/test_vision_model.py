@@ -49,11 +49,14 @@ def test_fused_matches_loop_for_phl_and_pooling_only_leaves():
                                        atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("batch", [3, 16])
-def test_convhead_branches_match_loop_and_cut_out_exactly(batch):
-    """Head-conv branches (1x1 conv, BN, ReLU6; gain on the output) under pooling-only leaves."""
-    tree = {"name": "root", "children": [{"name": "a", "children": [0, 1, 2]}, {"name": "b", "children": [3, 4]}]}
-    model = tiny_model("tf_efficientnet_lite0", tree=tree, num_classes=5, branch_channels=(12, 12),
+@pytest.mark.parametrize("batch, leaves", [(3, (3, 2)), (16, (3, 2)), (3, (5, 4))])
+def test_convhead_branches_match_loop_and_cut_out_exactly(batch, leaves):
+    """Head-conv branches (1x1 conv, BN, ReLU6; gain on the output) under pooling-only leaves: short runs of
+    siblings gather their parents' features, long ones (4+ on average) take one product per run."""
+    a, b = leaves
+    tree = {"name": "root", "children": [{"name": "a", "children": list(range(a))},
+                                         {"name": "b", "children": list(range(a, a + b))}]}
+    model = tiny_model("tf_efficientnet_lite0", tree=tree, num_classes=a + b, branch_channels=(12, 12),
                        branch_depth=(1, 0), branch_stride=(1, 1), block="convhead")
     x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -62,7 +65,7 @@ def test_convhead_branches_match_loop_and_cut_out_exactly(batch):
         torch.testing.assert_close(model.cutout([4, 0])(x), model(x)[:, [4, 0]], atol=1e-5, rtol=1e-5)
         assert torch.equal(model(x, gains={"a": 1.0}), model(x))
         cued = model(x, gains={"a": 3.0})
-        assert torch.equal(cued[:, 3:], model(x)[:, 3:]) and not torch.equal(cued[:, :3], model(x)[:, :3])
+        assert torch.equal(cued[:, a:], model(x)[:, a:]) and not torch.equal(cued[:, :a], model(x)[:, :a])
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

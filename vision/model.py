@@ -30,6 +30,9 @@ Gains = Union[Mapping[Union[int, str], float], torch.Tensor, None]
 # (benchmarks/cutout.py): one tensor over all of a wide level's branches loses to per-branch code,
 # because each elementwise pass streams it through memory (and a fresh large allocation page-faults).
 CHUNK_BYTES = 4 * 2**20
+# Leaves without blocks compute their logits one run of siblings at a time (GroupedLogitHead's ``runs``) where
+# the runs hold at least this many leaves on average; shorter runs gather their parents' features instead.
+MIN_SIBLING_RUN = 4
 
 
 class BranchLevel(nn.Module):
@@ -40,7 +43,8 @@ class BranchLevel(nn.Module):
     siblings (consecutive groups with one parent, at most ``CHUNK_BYTES`` of feature map each):
     a chunk's first block reads its parent's map directly (a grouped conv over the siblings'
     weights on a shared input), so no level ever copies its parents' features per branch.
-    ``keep_features=False`` (the last level) keeps only the pooled features.
+    ``keep_features=False`` (the last level, or one whose next level has no blocks) keeps only the pooled
+    features. A level without blocks has leaves only: each leaf's logit reads its parent's pooled features.
     """
 
     def __init__(self, *, block: str, groups: int, in_channels: int, channels: int, depth: int, stride: int,
@@ -72,12 +76,16 @@ class BranchLevel(nn.Module):
 
     def forward(self, parent: torch.Tensor, gain: torch.Tensor | None = None,
                 attention_block: int = 0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``parent``: the previous level's features; ``gain`` ``(B or 1, G)`` multiplies each branch's feature
-        maps at block ``attention_block`` (ignored without blocks). Returns (features, leaf logits)."""
+        """``parent``: the previous level's features (maps, or their global averages ``(B, P*C)`` for a level
+        without blocks); ``gain`` ``(B or 1, G)`` multiplies each branch's feature maps at block
+        ``attention_block`` (ignored without blocks). Returns (features, leaf logits): the features are the
+        maps, or only their averages ``(B, G*C)`` with ``keep_features=False``, and None without blocks."""
         b = parent.shape[0]
-        if not self.blocks:  # no feature maps of its own: its gains act on the logits only (see attend)
-            pooled = parent.mean((2, 3)).view(b, self.parent_groups, -1).index_select(1, self.parent_index)
-            return None, self._logits(pooled)
+        if not self.blocks:  # leaves only, without feature maps: its gains act on the logits only (see attend)
+            pooled = (parent if parent.ndim == 2 else parent.mean((2, 3))).view(b, self.parent_groups, -1)
+            if len(self._siblings) * MIN_SIBLING_RUN <= self.groups:
+                return None, self.head(pooled, self._siblings)
+            return None, self.head(pooled.index_select(1, self.parent_index))
         maps, pooled = [], []
         width = self.in_channels
         for start, stop, p in self._chunks(parent):
@@ -89,10 +97,11 @@ class BranchLevel(nn.Module):
             pooled.append(x.mean((2, 3)))
             if self.keep_features:
                 maps.append(x)
-        features = (maps[0] if len(maps) == 1 else torch.cat(maps, 1)) if maps else None
         pooled = pooled[0] if len(pooled) == 1 else torch.cat(pooled, 1)
         logits = self._logits(pooled.view(b, self.groups, -1)) if self.head is not None else None
-        return features, logits
+        if not self.keep_features:
+            return pooled, logits
+        return (maps[0] if len(maps) == 1 else torch.cat(maps, 1)), logits
 
     def _chunks(self, parent: torch.Tensor) -> list[tuple[int, int, int]]:
         """(start, stop, parent) chunks of siblings for this input size (cached per size). A traced graph (ONNX
@@ -144,7 +153,7 @@ class SeqParModel(nn.Module):
                     stride=config.branch_stride[depth], hidden=config.branch_hidden[depth],
                     parent_index=[max(n.parent, 0) for n in nodes], parent_groups=parent_groups,
                     leaf_positions=[p for p, n in enumerate(nodes) if n.is_leaf],
-                    keep_features=depth < len(self.hierarchy.levels) - 1,
+                    keep_features=depth + 1 < len(self.hierarchy.levels) and config.branch_depth[depth + 1] > 0,
                 )
                 self.levels.append(level)
                 in_channels, parent_groups = level.out_channels, len(nodes)
