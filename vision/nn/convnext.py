@@ -6,38 +6,31 @@ block's hidden map is up to 77 MB: fresh maps above glibc's mmap threshold page-
 of the trunk's time was spent in the kernel. :class:`ConvNeXtInference` computes the same function with
 
 - the feature map channels-last (NHWC) from stem to split point: no permutes or copies around the MLP;
-- each block's LayerNorm affine folded into fc1, GRN's bias and the layer scale (ConvNeXt V1) into fc2;
-- GRN's per-image, per-channel scale ``1 + weight * Nx`` applied to fc2's weights (a (4C, C) matrix per image)
-  instead of the hidden map, and the residual as fc2's starting value: the hidden map is written by fc1,
-  GELU'd in place, summed once for GRN's norm and read by fc2;
+- GRN as ``x * scale + bias`` with a per-image, per-channel ``scale = 1 + weight * Nx``, applied to fc2's weights
+  (a (4C, C) matrix per image) instead of the hidden map, its bias passed through fc2, and the residual as
+  fc2's starting value: the hidden map is written by fc1, GELU'd in place, summed once for GRN's norm and read
+  by fc2; the layer scale (ConvNeXt V1) goes into fc2's weights too;
 - the MLP run on a few images at a time (``MLP_CHUNK_BYTES`` of hidden map), so it stays cache-sized and is
   reused by the allocator instead of page-faulting;
 - GRN's spatial L2 norm as a sum of squares: torch's vector norm over a middle dimension is ~10x slower on CPU.
 
-Measured on 2 CPU cores, one thread, ConvNeXtV2-tiny cut at ``stages.2`` (224 px): 166 -> 122 ms at batch 1 and
-2900 -> 1800 ms at batch 16. The results differ from timm's by float rounding (about 1e-6 of the output's scale).
-It runs in eval mode where no gradient can reach the trunk (see ``vision.nn.trunk.Trunk``); the folded weights
-are cached per block (:class:`vision.nn.folding.DerivedTensors`) and recomputed when a parameter changes.
+It keeps no copy of any weight: what it derives from them (fc2's weights per image, fc2's bias) is computed per
+call from the current parameters, a small cost next to the maps. Measured on 2 CPU cores, one thread,
+ConvNeXtV2-tiny cut at ``stages.2`` (224 px): 166 -> 122 ms at batch 1 and 2900 -> 1800 ms at batch 16. The
+results differ from timm's by float rounding (about 1e-6 of the output's scale). It runs in eval mode where no
+gradient can reach the trunk (see ``vision.nn.trunk.Trunk``).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .folding import DerivedTensors
-
 # The MLP runs on as many images at once as keep its hidden map under this many bytes (at least one image).
 # Measured at batch 16 (ConvNeXtV2-tiny, stages 0-2): one image or 4-16 MB chunks within noise (1.78-1.87 s),
 # the whole batch at once 2.7 s.
 MLP_CHUNK_BYTES = 4 * 2**20
-
-# A block's folded tensors: fc1's weight (C, 4C) and bias with the LayerNorm affine folded in, fc2's weight
-# (4C, C) and bias with GRN's bias and the layer scale folded in, and GRN's weight (None without GRN).
-BlockWeights = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"]
 
 
 class ConvNeXtInference:
@@ -49,8 +42,6 @@ class ConvNeXtInference:
     def __init__(self, body: nn.Module, stages: int):
         self.body = body
         self.stages = stages
-        self.blocks = [block for stage in body.stages[:stages] for block in stage.blocks]
-        self._weights = [DerivedTensors[BlockWeights]() for _ in self.blocks]
 
     @classmethod
     def for_body(cls, body: nn.Module, index: int) -> ConvNeXtInference | None:
@@ -96,77 +87,49 @@ class ConvNeXtInference:
                     return None
         return cls(body, index + 1)
 
-    def clear(self) -> None:
-        """Forget the folded weights (the body moved to another device or dtype)."""
-        for weights in self._weights:
-            weights.clear()
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         body = self.body
         stem_conv, stem_norm = body.stem
         x = _layer_norm(stem_conv(x.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1), stem_norm)
-        blocks = iter(zip(self.blocks, self._weights))
         for stage in body.stages[: self.stages]:
             if not isinstance(stage.downsample, nn.Identity):
                 norm, conv = stage.downsample
                 x = conv(_layer_norm(x, norm).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-            for _ in stage.blocks:
-                block, cache = next(blocks)
-                x = _block(block, x, _block_weights(block, cache))
+            for block in stage.blocks:
+                x = _block(block, x)
         return x.permute(0, 3, 1, 2).contiguous()
 
 
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-    """timm's ``LayerNorm2d`` on an NHWC map."""
+    """A LayerNorm over the channels of an NHWC map."""
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
-def _block_weights(block: nn.Module, cache: DerivedTensors[BlockWeights]) -> BlockWeights:
-    """``block``'s folded tensors, cached (computed afresh where the parameters are inference tensors)."""
-    norm, fc1, fc2 = block.norm, block.mlp.fc1, block.mlp.fc2
-    grn, gamma = getattr(block.mlp, "grn", None), block.gamma
-
-    def fold() -> BlockWeights:
-        dtype = torch.promote_types(fc1.weight.dtype, torch.float32)
-        w1, w2 = fc1.weight.flatten(1).to(dtype), fc2.weight.flatten(1).to(dtype)  # Linear or 1x1 conv weights
-        b1 = fc1.bias.to(dtype) + w1 @ norm.bias.to(dtype)
-        w1 = w1 * norm.weight.to(dtype)
-        b2 = fc2.bias.to(dtype) + (w2 @ grn.bias.to(dtype) if grn is not None else 0)
-        if gamma is not None:
-            w2, b2 = w2 * gamma.to(dtype)[:, None], b2 * gamma.to(dtype)
-        out = fc1.weight.dtype
-        return (w1.t().contiguous().to(out), b1.to(out), w2.t().contiguous().to(out), b2.to(out),
-                None if grn is None else grn.weight)
-
-    sources: Sequence[torch.Tensor | None] = (norm.weight, norm.bias, fc1.weight, fc1.bias, fc2.weight, fc2.bias,
-                                              None if grn is None else grn.bias, gamma)
-    weights = cache.derive(sources, fold)
-    if weights is None:
-        with torch.no_grad():
-            weights = fold()
-    return weights
-
-
-def _block(block: nn.Module, x: torch.Tensor, weights: BlockWeights) -> torch.Tensor:
-    """One ConvNeXt block on an NHWC map ``x``: ``x + fc2(GRN(GELU(fc1(norm(conv_dw(x))))))``."""
+def _block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One ConvNeXt block on an NHWC map ``x``: ``x + gamma * fc2(GRN(GELU(fc1(norm(conv_dw(x))))))``."""
     b, h, w, c = x.shape
+    fc1, fc2, grn, gamma = block.mlp.fc1, block.mlp.fc2, getattr(block.mlp, "grn", None), block.gamma
+    w1 = fc1.weight.flatten(1).t()  # (C, 4C): a Linear's or a 1x1 convolution's weight, as a view
+    w2 = fc2.weight.flatten(1).t()  # (4C, C)
+    bias = fc2.bias if grn is None else torch.addmv(fc2.bias, w2.t(), grn.bias)  # GRN's bias goes through fc2
+    if gamma is not None:  # the layer scale, on fc2's outputs
+        w2, bias = w2 * gamma, bias * gamma
     y = block.conv_dw(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # oneDNN keeps channels-last: NHWC again
-    y = F.layer_norm(y, (c,), None, None, block.norm.eps)  # its affine is folded into fc1
-    w1, b1, w2, b2, grn_weight = weights
+    y = _layer_norm(y, block.norm)
     out = torch.empty_like(x)
     pixels = h * w
     images = max(1, MLP_CHUNK_BYTES // (pixels * w1.shape[1] * x.element_size()))
     for start in range(0, b, images):
         stop = min(b, start + images)
         n = stop - start
-        hidden = torch.addmm(b1, y[start:stop].reshape(n * pixels, c), w1)
+        hidden = torch.addmm(fc1.bias, y[start:stop].reshape(n * pixels, c), w1)
         torch.ops.aten.gelu_(hidden)
         hidden = hidden.view(n, pixels, -1)
-        if grn_weight is None:
-            fc2 = w2.expand(n, *w2.shape)
-        else:
+        if grn is None:
+            weight = w2.expand(n, *w2.shape)
+        else:  # x + weight * x * Nx + bias = x * scale + bias, scale per image and channel, applied to fc2's weights
             norms = hidden.square().sum(1, keepdim=True).sqrt_()  # (n, 1, 4C)
-            scale = 1 + grn_weight * (norms / (norms.mean(2, keepdim=True) + block.mlp.grn.eps))
-            fc2 = scale.transpose(1, 2) * w2  # (n, 4C, C): GRN's scale applied to fc2's inputs
-        torch.baddbmm(x[start:stop].view(n, pixels, c), hidden, fc2, out=out[start:stop].view(n, pixels, c))
-    return out.add_(b2)
+            scale = 1 + grn.weight * (norms / (norms.mean(2, keepdim=True) + grn.eps))
+            weight = scale.transpose(1, 2) * w2  # (n, 4C, C)
+        torch.baddbmm(x[start:stop].view(n, pixels, c), hidden, weight, out=out[start:stop].view(n, pixels, c))
+    return out.add_(bias)

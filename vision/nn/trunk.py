@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,15 +18,9 @@ from torch import nn
 from .convnext import ConvNeXtInference
 from .lite import EfficientNetLite
 
-
-class TrunkInference(Protocol):
-    """A faster forward of a pruned timm body up to its split point, for when no gradient can reach the trunk:
-    the same function up to float rounding."""
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def clear(self) -> None:
-        """Forget anything derived from the body's tensors (it moved to another device or dtype)."""
+# a faster forward of a pruned timm body up to its split point, for when no gradient can reach the trunk: the same
+# function up to float rounding, computed from the body's current parameters
+TrunkInference = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -127,11 +121,6 @@ class Trunk(nn.Module):
         if not torch.is_grad_enabled():
             return True
         return not x.requires_grad and not any(p.requires_grad for p in self.body.parameters())
-
-    def _apply(self, fn: Any, recurse: bool = True) -> Trunk:
-        if self.inference is not None:
-            self.inference.clear()  # moved or cast (``.to()``, ``.half()``): derive again from the new tensors
-        return super()._apply(fn, recurse)
 
 
 def _pruned_timm_model(family: BackboneFamily, backbone: str, split_point: str) -> tuple[nn.Module, int]:
