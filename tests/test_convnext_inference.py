@@ -75,9 +75,24 @@ def test_the_inference_path_runs_only_where_no_gradient_can_reach_the_trunk():
     trunk.requires_grad_(False)
     assert _route(trunk, x) == "inference"  # a frozen trunk in training
     assert _route(trunk, x.requires_grad_()) == "timm"  # gradients wanted for the images
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _route(trunk, x.detach()) == "timm"  # autocast (evaluation with amp)
     trunk.train()
     with torch.no_grad():
         assert _route(trunk, x.detach()) == "timm"  # training mode
+
+
+def test_half_precision_grn_norms_do_not_overflow():
+    """GRN's spatial norm of a half-precision hidden map past 256 (its sum of squares past float16's 65504)."""
+    trunk = _trunk("convnextv2_atto", "stages.0")
+    with torch.no_grad():
+        trunk.body.stages[0].blocks[0].mlp.fc1.weight.mul_(30)
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        expected = _timm_forward(trunk, x)
+        half = trunk.half()(x.half())
+    assert torch.isfinite(half).all()
+    torch.testing.assert_close(half.float(), expected, rtol=0, atol=2e-2 * expected.abs().max().item())
 
 
 def test_inference_follows_parameter_updates_and_casts():

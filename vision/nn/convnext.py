@@ -6,18 +6,19 @@ block's hidden map is up to 77 MB: fresh maps above glibc's mmap threshold page-
 of the trunk's time was spent in the kernel. :class:`ConvNeXtInference` computes the same function with
 
 - the feature map channels-last (NHWC) from stem to split point: no permutes or copies around the MLP;
-- GRN as ``x * scale + bias`` with a per-image, per-channel ``scale = 1 + weight * Nx``, applied to fc2's weights
-  (a (4C, C) matrix per image) instead of the hidden map, its bias passed through fc2, and the residual as
-  fc2's starting value: the hidden map is written by fc1, GELU'd in place, summed once for GRN's norm and read
-  by fc2; the layer scale (ConvNeXt V1) goes into fc2's weights too;
+- GRN as ``x * (1 + weight * Nx) + bias``: one in-place pass over the hidden map, its bias passed through fc2, and
+  the residual as fc2's starting value: the hidden map is written by fc1, GELU'd and scaled in place, summed once
+  for GRN's norm and read by fc2 (scaling fc2's (4C, C) weights per image instead measured no faster, and
+  slower on 7x7 maps); the layer scale (ConvNeXt V1) goes into fc2's weights;
 - the MLP run on a few images at a time (``MLP_CHUNK_BYTES`` of hidden map), so it stays cache-sized and is
   reused by the allocator instead of page-faulting;
-- GRN's spatial L2 norm as a sum of squares: torch's vector norm over a middle dimension is ~10x slower on CPU.
+- GRN's spatial L2 norm as a sum of squares (float32 maps; half precision takes torch's vector norm, which
+  accumulates in float32): torch's vector norm over a middle dimension is ~10x slower on CPU.
 
-It keeps no copy of any weight: what it derives from them (fc2's weights per image, fc2's bias) is computed per
-call from the current parameters, a small cost next to the maps. Measured on 2 CPU cores, one thread,
-ConvNeXtV2-tiny cut at ``stages.2`` (224 px), timm's forward against this path interleaved: 159 -> 120 ms at
-batch 1 and 2991 -> 1833 ms at batch 16. The results differ from timm's by float rounding (about 1e-6 of the
+It keeps no copy of any weight: what it derives from them (fc2's bias, the layer-scaled fc2 weights of V1) is
+computed per call from the current parameters, a small cost next to the maps. Measured on 2 CPU cores, one thread,
+ConvNeXtV2-tiny cut at ``stages.2`` (224 px), timm's forward against this path interleaved (two runs): 127 ->
+103-108 ms at batch 1 and 2630 -> 1520 ms at batch 16. The results differ from timm's by float rounding (about 1e-6 of the
 output's scale). It runs in eval mode where no gradient can reach the trunk (see ``vision.nn.trunk.Trunk``).
 """
 
@@ -101,6 +102,16 @@ class ConvNeXtInference:
         return x.permute(0, 3, 1, 2).contiguous()
 
 
+def _grn_factor(hidden: torch.Tensor, eps: float) -> torch.Tensor:
+    """GRN's ``Nx`` of ``hidden`` ``(n, pixels, 4C)``: each channel's spatial L2 norm over the channels' mean,
+    ``(n, 1, 4C)``. A sum of squares in half precision would overflow past a norm of 256."""
+    if hidden.dtype in (torch.float32, torch.float64):
+        norms = hidden.square().sum(1, keepdim=True).sqrt_()
+    else:
+        norms = torch.linalg.vector_norm(hidden, dim=1, keepdim=True, dtype=torch.float32)
+    return (norms / (norms.mean(2, keepdim=True) + eps)).to(hidden.dtype)
+
+
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
     """A LayerNorm over the channels of an NHWC map."""
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
@@ -125,12 +136,9 @@ def _block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         n = stop - start
         hidden = torch.addmm(fc1.bias, y[start:stop].reshape(n * pixels, c), w1)
         torch.ops.aten.gelu_(hidden)
-        hidden = hidden.view(n, pixels, -1)
-        if grn is None:
-            weight = w2.expand(n, *w2.shape)
-        else:  # x + weight * x * Nx + bias = x * scale + bias, scale per image and channel, applied to fc2's weights
-            norms = hidden.square().sum(1, keepdim=True).sqrt_()  # (n, 1, 4C)
-            scale = 1 + grn.weight * (norms / (norms.mean(2, keepdim=True) + grn.eps))
-            weight = scale.transpose(1, 2) * w2  # (n, 4C, C)
-        torch.baddbmm(x[start:stop].view(n, pixels, c), hidden, weight, out=out[start:stop].view(n, pixels, c))
+        if grn is not None:  # x + weight * x * Nx + bias = x * (1 + weight * Nx) + bias, the bias through fc2
+            hidden = hidden.view(n, pixels, -1)
+            hidden.mul_(1 + grn.weight * _grn_factor(hidden, grn.eps))
+        torch.addmm(x[start:stop].reshape(n * pixels, c), hidden.view(n * pixels, -1), w2,
+                    out=out[start:stop].view(n * pixels, c))
     return out.add_(bias)

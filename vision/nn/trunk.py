@@ -85,8 +85,8 @@ class Trunk(nn.Module):
     ``body`` is the timm model itself or the family's native build (``BackboneFamily.create``); either way its
     state dict uses timm's parameter names, so pretrained timm weights load into it by name. A timm body runs
     its family's faster ``inference`` path where it has one and no gradient can reach the trunk: in eval mode,
-    outside an ONNX trace, with autograd off or neither the trunk's parameters nor the images requiring grad
-    (a frozen trunk in training).
+    outside an ONNX trace and autocast, with autograd off or neither the trunk's parameters nor the images
+    requiring grad (a frozen trunk in training).
     """
 
     def __init__(self, backbone: str, split_point: str):
@@ -115,8 +115,9 @@ class Trunk(nn.Module):
         )[0]
 
     def _gradient_free(self, x: torch.Tensor) -> bool:
-        """Whether this forward can take the inference path: eval mode, not traced, no gradient to compute."""
-        if self.training or torch.jit.is_tracing():
+        """Whether this forward can take the inference path: eval mode, not traced, no autocast (it would mix
+        dtypes inside the path), no gradient to compute."""
+        if self.training or torch.jit.is_tracing() or torch.is_autocast_enabled(x.device.type):
             return False
         if not torch.is_grad_enabled():
             return True
