@@ -9,8 +9,10 @@ machine's reference. Each variant's own backbone (the whole timm network, e.g. `
 tells how much of a gap to ResNet50 the backbone's architecture already has (depthwise convolutions and
 elementwise-heavy blocks sustain fewer GMAC/s than ResNet50's dense convolutions in any execution). Latency: the
 median of ``--runs`` runs after a warm-up; per model size and batch, the full model, its cutouts and their
-reference loops are timed interleaved (``benchmarks.common``); the timm references are timed once per batch.
-MACs are counted at each model's own image size.
+reference loops are timed interleaved (``benchmarks.common``) together with ResNet50, against which their
+"% of ResNet50 GMAC/s" is computed (ResNet50 at batch 1 streams 100 MB of weights per image, so its speed
+follows the machine's memory traffic: measured apart, the ratio drifted by up to 40 %); the timm rows are timed
+once per batch. MACs are counted at each model's own image size.
 
     python -m benchmarks.cutout                      # all sizes
     python -m benchmarks.cutout --classes 10 100 --runs 5
@@ -115,6 +117,7 @@ def models_and_cutouts(model: SeqParModel, percents: list[float]) -> list[tuple[
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     prepare_run(args)
+    reference, reference_cost = _timm_model(REFERENCE, 224)
     rows = _timm_rows(REFERENCE, 224, args.batches, args.runs, args.clock)
     backbone_rates = {(REFERENCE, 224): {row["batch"]: row["gmac_per_s"] for row in rows}}
     for variant, num_classes, model in variant_models(args):
@@ -127,26 +130,30 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         full_cost = models[0][2]
         loops = {} if args.no_loop else {kept: BranchLoop(m) for kept, m, _ in models}
         for batch in args.batches:
-            x = random_images(batch, model.config.image_size)
-            fns = {kept: (lambda m=m, x=x: m(x)) for kept, m, _ in models}
+            x, reference_x = random_images(batch, model.config.image_size), random_images(batch, 224)
+            fns = {REFERENCE: lambda x=reference_x: reference(x)}  # taking turns with the models: same machine state
+            fns |= {kept: (lambda m=m, x=x: m(x)) for kept, m, _ in models}
             fns |= {f"{kept} loop": (lambda loop=loop, x=x: loop(x)) for kept, loop in loops.items()}
             with torch.inference_mode():
                 times = interleaved_timings(fns, args.runs)
+            reference_rate = reference_cost.macs * batch / times[REFERENCE].ms(args.clock) / 1e6
             full_latency = times["full"].ms(args.clock)
             for kept, _, cost in models:
                 t = times[kept].ms(args.clock)
                 mac_saving = 1 - cost.macs / full_cost.macs
                 rows.append({"model": variant, "classes": num_classes, "kept": kept, "batch": batch,
                              "backbone_gmac_per_s": backbone_rates[backbone][batch],
+                             "reference_gmac_per_s": reference_rate,
                              "params": cost.params, "gmacs": cost.gmacs, "latency_ms": t,
                              "loop_ms": None if args.no_loop else times[f"{kept} loop"].ms(args.clock),
                              "gmac_per_s": cost.macs * batch / t / 1e6, "mac_saving": mac_saving,
                              "latency_saving": 1 - t / full_latency})
             print(f"{variant}, {num_classes} classes, batch {batch}: done", file=sys.stderr, flush=True)
         del model, models, loops
-    reference_rate = backbone_rates[(REFERENCE, 224)]
+    first_reference_rate = backbone_rates[(REFERENCE, 224)]
     for row in rows:
-        row["percent_of_resnet50_rate"] = 100 * row["gmac_per_s"] / reference_rate[row["batch"]]
+        reference_rate = row.pop("reference_gmac_per_s", first_reference_rate[row["batch"]])
+        row["percent_of_resnet50_rate"] = 100 * row["gmac_per_s"] / reference_rate
         row["percent_of_backbone_rate"] = 100 * row["gmac_per_s"] / row.pop("backbone_gmac_per_s", row["gmac_per_s"])
     result = {"machine": machine(), "clock": args.clock, "runs": args.runs, "rows": rows, "table": _table(rows)}
     write_json(args.json, result)
@@ -158,11 +165,16 @@ def random_images(batch: int, size: int) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch * 1000 + size))
 
 
-def _timm_rows(name: str, size: int, batches: list[int], runs: int, clock: str) -> list[dict[str, Any]]:
-    """A plain timm network (random weights) at ``size`` px and each batch size: ResNet50, the machine's
-    reference, and each variant's own backbone."""
+def _timm_model(name: str, size: int) -> tuple[torch.nn.Module, Any]:
+    """A plain timm network (random weights) in eval mode, and its cost at ``size`` px."""
     net = timm.create_model(name).eval()
-    cost = measure(net, (1, 3, size, size))
+    return net, measure(net, (1, 3, size, size))
+
+
+def _timm_rows(name: str, size: int, batches: list[int], runs: int, clock: str) -> list[dict[str, Any]]:
+    """A plain timm network at ``size`` px and each batch size: ResNet50, the machine's reference, and each
+    variant's own backbone."""
+    net, cost = _timm_model(name, size)
     label = f"{name} (timm)" if size == 224 else f"{name} (timm, {size} px)"
     rows = []
     for batch in batches:
