@@ -16,10 +16,11 @@ of the trunk's time was spent in the kernel. :class:`ConvNeXtInference` computes
   accumulates in float32): torch's vector norm over a middle dimension is ~10x slower on CPU.
 
 It keeps no copy of any weight: what it derives from them (fc2's bias, the layer-scaled fc2 weights of V1) is
-computed per call from the current parameters, a small cost next to the maps. Measured on 2 CPU cores, one thread,
-ConvNeXtV2-tiny cut at ``stages.2`` (224 px), timm's forward against this path interleaved (two runs): 127 ->
-103-108 ms at batch 1 and 2630 -> 1520 ms at batch 16. The results differ from timm's by float rounding (about 1e-6 of the
-output's scale). It runs in eval mode where no gradient can reach the trunk (see ``vision.nn.trunk.Trunk``).
+computed per call from the current parameters, a small cost next to the maps. Measured on 2 CPU cores, one
+thread, ConvNeXtV2-tiny cut at ``stages.2`` (224 px), timm's forward against this path interleaved (two runs):
+127 -> 103-108 ms at batch 1 and 2630 -> 1520 ms at batch 16. The results differ from timm's by float rounding
+(about 1e-6 of the output's scale). It runs in eval mode where no gradient can reach the trunk (see
+``vision.nn.trunk.Trunk``).
 """
 
 from __future__ import annotations

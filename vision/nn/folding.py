@@ -54,7 +54,8 @@ class DerivedTensors(Generic[T]):
         """Forget the value (its sources moved to another device or dtype)."""
         self._entry = None
 
-    def derive(self, sources: Sequence[torch.Tensor | None], compute: Callable[[], T], tag: Hashable = None) -> T | None:
+    def derive(self, sources: Sequence[torch.Tensor | None], compute: Callable[[], T],
+               tag: Hashable = None) -> T | None:
         """``compute()``'s value for the current ``sources`` (None entries ignored) and ``tag``, computed without
         autograd; None where ``sources`` hold tensors made under ``torch.inference_mode`` (they carry no version
         counter to tell a change by)."""
