@@ -117,7 +117,9 @@ class Trunk(nn.Module):
     def _gradient_free(self, x: torch.Tensor) -> bool:
         """Whether this forward can take the inference path: eval mode, not traced, no autocast (it would mix
         dtypes inside the path), no gradient to compute."""
-        if self.training or torch.jit.is_tracing() or torch.is_autocast_enabled(x.device.type):
+        device = x.device.type
+        if self.training or torch.jit.is_tracing() or (
+                torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
             return False
         if not torch.is_grad_enabled():
             return True
