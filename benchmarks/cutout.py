@@ -118,12 +118,12 @@ def models_and_cutouts(model: SeqParModel, percents: list[float]) -> list[tuple[
 def main(args: argparse.Namespace) -> dict[str, Any]:
     prepare_run(args)
     reference, reference_cost = _timm_model(REFERENCE, 224)
-    rows = _timm_rows(REFERENCE, 224, args.batches, args.runs, args.clock)
+    rows = _timm_rows(REFERENCE, 224, (reference, reference_cost), args.batches, args.runs, args.clock)
     backbone_rates = {(REFERENCE, 224): {row["batch"]: row["gmac_per_s"] for row in rows}}
     for variant, num_classes, model in variant_models(args):
         backbone = (model.config.backbone, model.config.image_size)
         if backbone not in backbone_rates:
-            backbone_rows = _timm_rows(*backbone, args.batches, args.runs, args.clock)
+            backbone_rows = _timm_rows(*backbone, _timm_model(*backbone), args.batches, args.runs, args.clock)
             backbone_rates[backbone] = {row["batch"]: row["gmac_per_s"] for row in backbone_rows}
             rows += backbone_rows
         models = models_and_cutouts(model, args.percents)
@@ -171,10 +171,11 @@ def _timm_model(name: str, size: int) -> tuple[torch.nn.Module, Any]:
     return net, measure(net, (1, 3, size, size))
 
 
-def _timm_rows(name: str, size: int, batches: list[int], runs: int, clock: str) -> list[dict[str, Any]]:
-    """A plain timm network at ``size`` px and each batch size: ResNet50, the machine's reference, and each
-    variant's own backbone."""
-    net, cost = _timm_model(name, size)
+def _timm_rows(name: str, size: int, net_and_cost: tuple[torch.nn.Module, Any], batches: list[int], runs: int,
+               clock: str) -> list[dict[str, Any]]:
+    """Rows of a plain timm network (from :func:`_timm_model`) at ``size`` px and each batch size: ResNet50, the
+    machine's reference, and each variant's own backbone."""
+    net, cost = net_and_cost
     label = f"{name} (timm)" if size == 224 else f"{name} (timm, {size} px)"
     rows = []
     for batch in batches:
