@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
+import vision.model
 from tests.vision_helpers import random_tree, tiny_config, tiny_model
 from vision import SeqParModel, build_seqpar, load_seqpar
 from vision.cost import measure
@@ -47,6 +48,23 @@ def test_fused_matches_loop_for_phl_and_pooling_only_leaves():
             torch.testing.assert_close(model(X), BranchLoop(model)(X), atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(model(X, gains={0: 3.0}), BranchLoop(model)(X, gains={0: 3.0}),
                                        atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_convnext_level_normalises_each_parent_map_once(monkeypatch):
+    """Siblings that run in several chunks share their parent map's LayerNorm: computed once per parent."""
+    model = tiny_model("convnextv2_atto").eval()
+    reference = BranchLoop(model)
+    monkeypatch.setattr(vision.model, "CHUNK_BYTES", 1)  # one group per chunk
+    calls = []
+    for level in model.levels:
+        first = level.blocks[0]
+        monkeypatch.setattr(first, "prepare_shared",
+                            lambda x, first=first: calls.append(x.shape) or type(first).prepare_shared(first, x))
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), reference(X), atol=1e-5, rtol=1e-5)
+        levels = [level for level in model.levels if level.blocks]
+        assert len(calls) == sum(len({p for *_, p in level._siblings}) for level in levels) < model.config.num_classes
+        torch.testing.assert_close(model(X, gains={"c": 2.0}), reference(X, gains={"c": 2.0}), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("batch, leaves", [(3, (3, 2)), (16, (3, 2)), (3, (5, 4))])

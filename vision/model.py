@@ -87,13 +87,15 @@ class BranchLevel(nn.Module):
                 return None, self.head(pooled, self._siblings)
             return None, self.head(pooled.index_select(1, self.parent_index))
         maps, pooled = [], []
-        width = self.in_channels
+        width, shared_parent, prepared = self.in_channels, -1, None
         for start, stop, p in self._chunks(parent):
             x = parent[:, p * width : (p + 1) * width] if self.parent_groups > 1 else parent
+            if p != shared_parent:  # the first chunk of this parent's children
+                shared_parent, prepared = p, self.blocks[0].prepare_shared(x)
             part = None if (start, stop) == (0, self.groups) else (start, stop)  # one chunk: the modules as they are
             for i, block in enumerate(self.blocks):
                 block_gain = gain[:, start:stop] if gain is not None and i == attention_block else None
-                x = block(x, shared=i == 0, gain=block_gain, part=part)
+                x = block(x, shared=i == 0, gain=block_gain, part=part, prepared=prepared if i == 0 else None)
             pooled.append(x.mean((2, 3)))
             if self.keep_features:
                 maps.append(x)
@@ -293,7 +295,8 @@ class SeqParModel(nn.Module):
         if isinstance(gains, torch.Tensor):
             return self._tensor_gains(gains.to(device), batch_size)
         if not isinstance(gains, Mapping):
-            raise ValueError(f"gains must be a mapping {{class id or node name: gain}} or a tensor, got {type(gains).__name__}")
+            raise ValueError("gains must be a mapping {class id or node name: gain} or a tensor, "
+                             f"got {type(gains).__name__}")
         for key, value in gains.items():
             value = float(value)
             if not math.isfinite(value) or value < 0:
