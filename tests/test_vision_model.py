@@ -14,6 +14,7 @@ import vision.model
 from tests.vision_helpers import random_tree, tiny_config, tiny_model
 from vision import SeqParModel, build_seqpar, load_seqpar
 from vision.cost import measure
+from vision.nn.blocks import make_block
 from vision.nn.reference import BranchLoop
 
 BACKBONES = ["resnet18", "convnextv2_atto", "tf_efficientnet_lite0"]
@@ -65,6 +66,34 @@ def test_chunked_convnext_level_normalises_each_parent_map_once(monkeypatch):
         levels = [level for level in model.levels if level.blocks]
         assert len(calls) == sum(len({p for *_, p in level._siblings}) for level in levels) < model.config.num_classes
         torch.testing.assert_close(model(X, gains={"c": 2.0}), reference(X, gains={"c": 2.0}), atol=1e-5, rtol=1e-5)
+
+
+def test_blocks_size_their_widest_map_where_it_is_made():
+    """A bottleneck's hidden map is at its input's resolution (it strides in the middle); a ConvNeXt block's at
+    its output's (its projection strides)."""
+    bottleneck = make_block("bottleneck", groups=2, in_channels=64, hidden=16, out_channels=32, stride=2)
+    convnext = make_block("convnext", groups=2, in_channels=64, hidden=128, out_channels=32, stride=2)
+    assert bottleneck.widest_map(14, 14) == max(16 * 14 * 14, 32 * 7 * 7) == 3136
+    assert convnext.widest_map(14, 14) == 128 * 7 * 7
+    assert convnext.widest_map(7, 7) == 128 * 4 * 4  # "same" padding rounds up
+
+
+@pytest.mark.parametrize("batch", [1, 2, 16])
+def test_chunks_keep_their_widest_map_within_the_budget(monkeypatch, batch):
+    model = tiny_model("convnextv2_atto", tree=random_tree(24, seed=3), num_classes=24).eval()
+    monkeypatch.setattr(vision.model, "CHUNK_BYTES", 3 * 2**12)
+    monkeypatch.setattr(vision.model, "CHUNK_BYTES_PER_IMAGE", 2**12)
+    budget = min(3 * 2**12, batch * 2**12)
+    parent = model.trunk(torch.zeros(batch, 3, 32, 32))
+    for level in model.levels:
+        if not level.blocks:
+            continue
+        widest = max(level.blocks[0].widest_map(*parent.shape[2:]), 1)
+        plan = level._chunks(parent)
+        assert [g for start, stop, _ in plan for g in range(start, stop)] == list(range(level.groups))
+        assert all(stop - start == 1 or (stop - start) * batch * widest * 4 <= budget for start, stop, _ in plan)
+        assert any(stop - start > 1 for start, stop, _ in plan) or batch * widest * 4 * 2 > budget
+        parent, _ = level(parent)
 
 
 @pytest.mark.parametrize("batch, leaves", [(3, (3, 2)), (16, (3, 2)), (3, (5, 4))])

@@ -25,11 +25,16 @@ from .nn.trunk import Trunk
 Gains = Union[Mapping[Union[int, str], float], torch.Tensor, None]
 
 
-# A level runs its branches in chunks of sibling groups whose widest feature map stays under this many
-# bytes, so every intermediate tensor stays cache-sized (see BranchLevel). Measured on 2 CPU cores
-# (benchmarks/cutout.py): one tensor over all of a wide level's branches loses to per-branch code,
-# because each elementwise pass streams it through memory (and a fresh large allocation page-faults).
+# A level runs its branches in chunks of sibling groups whose widest feature map (Block.widest_map) stays under
+# CHUNK_BYTES_PER_IMAGE per image and CHUNK_BYTES in all (see BranchLevel). Measured on 2 CPU cores
+# (benchmarks/cutout.py): one tensor over all of a wide level's branches loses to per-branch code, because each
+# elementwise pass streams it through memory (and a fresh large allocation page-faults). One image's chunk stays
+# cache-sized (PHL-lateSP-100 branches at batch 1: 4-8 % slower with 4 MiB chunks); at larger batches no chunk
+# of even one group fits a cache, and fewer, larger products win (batch 16, 4 MiB against the 1-group chunks of
+# an estimate that counted the input's width at the input's resolution: branches of PHL-lateSP-10/100 and
+# NHL-ResNet50/NHL-ConvNeXtV2-100/1000 7-13 % faster, the packaged model's unchanged; batch 1 unchanged).
 CHUNK_BYTES = 4 * 2**20
+CHUNK_BYTES_PER_IMAGE = 2**20
 # Leaves without blocks compute their logits one run of siblings at a time (GroupedLogitHead's ``runs``) where
 # the runs hold at least this many leaves on average; shorter runs gather their parents' features instead.
 MIN_SIBLING_RUN = 4
@@ -40,7 +45,7 @@ class BranchLevel(nn.Module):
 
     ``parent_index[g]`` is the position (in the previous level) of branch g's parent; leaves of
     this level end in ``head`` (global pooling + one logit each). The branches run in chunks of
-    siblings (consecutive groups with one parent, at most ``CHUNK_BYTES`` of feature map each):
+    siblings (consecutive groups with one parent, their widest maps within a budget, see ``CHUNK_BYTES``):
     a chunk's first block reads its parent's map directly (a grouped conv over the siblings'
     weights on a shared input), so no level ever copies its parents' features per branch.
     ``keep_features=False`` (the last level, or one whose next level has no blocks) keeps only the pooled
@@ -57,7 +62,6 @@ class BranchLevel(nn.Module):
         self.out_channels = channels if depth > 0 else in_channels
         self.keep_features = keep_features
         hidden = hidden or block_class(block).default_hidden(in_channels, channels)
-        self._widest = max(hidden, channels, in_channels)
         self.blocks = nn.ModuleList(
             block_class(block)(groups=groups, in_channels=in_channels if i == 0 else channels, hidden=hidden,
                        out_channels=channels, stride=stride if i == 0 else 1)
@@ -109,8 +113,12 @@ class BranchLevel(nn.Module):
         """(start, stop, parent) chunks of siblings for this input size (cached per size). A traced graph (ONNX
         export) keeps the one-image plan for every batch, so that its slices do not depend on the dynamic batch."""
         images = 1 if torch.jit.is_tracing() else parent.shape[0]
-        per_group = images * parent.shape[2] * parent.shape[3] * self._widest * parent.element_size()
-        most = max(1, CHUNK_BYTES // per_group)
+        height, width, widest = parent.shape[2], parent.shape[3], 0
+        for block in self.blocks:
+            widest = max(widest, block.widest_map(height, width))
+            height, width = -(-height // block.stride), -(-width // block.stride)  # the next block's input
+        budget = min(CHUNK_BYTES, images * CHUNK_BYTES_PER_IMAGE)
+        most = max(1, budget // (images * widest * parent.element_size()))
         plan = self._chunk_plans.get(most)
         if plan is None:
             plan = [(g, min(g + most, stop), p) for start, stop, p in self._siblings for g in range(start, stop, most)]

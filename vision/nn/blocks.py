@@ -57,6 +57,11 @@ def make_block(kind: str, **kwargs: Any) -> Block:
     return block_class(kind)(**kwargs)
 
 
+def output_size(height: int, width: int, stride: int) -> int:
+    """Pixels of a ``height x width`` map after a convolution of this stride ("same" padding)."""
+    return -(-height // stride) * -(-width // stride)
+
+
 class Block(Grouped):
     """A grouped residual block; ``forward(x, shared, gain, part, prepared)``, the gain applied at its middle layer.
 
@@ -73,6 +78,16 @@ class Block(Grouped):
     def prepare_shared(self, x: torch.Tensor) -> torch.Tensor | None:
         """Work on a shared parent map that does not depend on the groups reading it (None: the block has none)."""
         return None
+
+    @property
+    def stride(self) -> int:
+        return self._kwargs["stride"]
+
+    def widest_map(self, height: int, width: int) -> int:
+        """Elements (per image and group) of the largest map this block makes from a ``height x width`` input: its
+        hidden map at the input's resolution (the stride is in its middle layer), or its output."""
+        kw = self._kwargs
+        return max(kw["hidden"] * height * width, kw["out_channels"] * output_size(height, width, self.stride))
 
     def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
                 part: Part | None = None, prepared: torch.Tensor | None = None) -> torch.Tensor:
@@ -155,6 +170,11 @@ class ConvNeXtBlock(Block):
     @property
     def _projects_unpadded(self) -> bool:
         return self.has_projection and self.down_conv.padding == 0
+
+    def widest_map(self, height: int, width: int) -> int:
+        """The hidden map, at the output's resolution (the projection strides)."""
+        kw = self._kwargs
+        return max(kw["hidden"], kw["out_channels"]) * output_size(height, width, self.stride)
 
     def prepare_shared(self, x: torch.Tensor) -> torch.Tensor | None:
         """A shared map's LayerNorm before the affine (see :meth:`_project_shared`): the same for every group, so a
