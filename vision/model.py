@@ -29,7 +29,7 @@ Gains = Union[Mapping[Union[int, str], float], torch.Tensor, None]
 # CHUNK_BYTES_PER_IMAGE per image and CHUNK_BYTES in all (see BranchLevel). Measured on 2 CPU cores
 # (benchmarks/cutout.py): one tensor over all of a wide level's branches loses to per-branch code, because each
 # elementwise pass streams it through memory (and a fresh large allocation page-faults). One image's chunk stays
-# cache-sized (PHL-lateSP-100 branches at batch 1: 4-8 % slower with 4 MiB chunks); at larger batches no chunk
+# cache-sized (PHL-lateSP-100 branches at batch 1: 4-6 % slower with 4 MiB chunks); at larger batches no chunk
 # of even one group fits a cache, and fewer, larger products win (batch 16, 4 MiB against the 1-group chunks of
 # an estimate that counted the input's width at the input's resolution: branches of PHL-lateSP-10/100 and
 # NHL-ResNet50/NHL-ConvNeXtV2-100/1000 7-13 % faster, the packaged model's unchanged; batch 1 unchanged).

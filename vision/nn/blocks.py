@@ -81,6 +81,7 @@ class Block(Grouped):
 
     @property
     def stride(self) -> int:
+        """The block's stride: its output is this many times smaller than its input, each way."""
         return self._kwargs["stride"]
 
     def widest_map(self, height: int, width: int) -> int:

@@ -130,8 +130,8 @@ class GroupedConv2d(Grouped):
 # rather than (out, in) @ (in, pixels), whose narrow pixel dimension wastes the CPU's vector width. Measured on
 # 2 CPU cores (one thread), (out, in) @ (in, pixels) against (pixels, in) @ (in, out): at 25 pixels 320 -> 2300 /
 # 10350 channels 1.06 / 5.0 -> 0.80 / 4.0 ms (the packaged model's head convolutions at batch 1: its branches
-# 18.7 -> 15.3 ms); at 49 pixels (7x7 maps at batch 1) no faster once the result is laid out for the next layer
-# (ResNet and ConvNeXt branches: 0.96-1.05x).
+# 18.7 -> 15.3 ms); at 49 pixels (7x7 maps at batch 1) the branches of NHL-ResNet50, NHL-ConvNeXtV2 and
+# PHL-lateSP ran 1.00-1.05x as long with it (its channels-last result slows the layers after it).
 ROWS_MAX_PIXELS = 32
 
 
