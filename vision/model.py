@@ -17,7 +17,7 @@ from xmcommon.threads import MODEL_BUILD_LOCK
 
 from .config import SeqParConfig
 from .hierarchy import Hierarchy
-from .nn.blocks import block_class
+from .nn.blocks import block_class, strided_size
 from .nn.grouped import GroupedLogitHead
 from .nn.meta import meta_device
 from .nn.trunk import Trunk
@@ -75,7 +75,7 @@ class BranchLevel(nn.Module):
         self.leaf_list = list(leaf_positions)
         self._all_leaves = self.leaf_list == list(range(groups))
         self._siblings = _sibling_runs(list(parent_index))
-        self._chunk_plans: dict[int, list[tuple[int, int, int]]] = {}
+        self._chunk_plans: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}  # by input shape
         self.head = GroupedLogitHead(len(leaf_positions), self.out_channels) if len(leaf_positions) else None
 
     def forward(self, parent: torch.Tensor, gain: torch.Tensor | None = None,
@@ -113,16 +113,17 @@ class BranchLevel(nn.Module):
         """(start, stop, parent) chunks of siblings for this input size (cached per size). A traced graph (ONNX
         export) keeps the one-image plan for every batch, so that its slices do not depend on the dynamic batch."""
         images = 1 if torch.jit.is_tracing() else parent.shape[0]
-        height, width, widest = parent.shape[2], parent.shape[3], 0
-        for block in self.blocks:
-            widest = max(widest, block.widest_map(height, width))
-            height, width = -(-height // block.stride), -(-width // block.stride)  # the next block's input
-        budget = min(CHUNK_BYTES, images * CHUNK_BYTES_PER_IMAGE)
-        most = max(1, budget // (images * widest * parent.element_size()))
-        plan = self._chunk_plans.get(most)
+        key = (images, parent.shape[2], parent.shape[3], parent.element_size())
+        plan = self._chunk_plans.get(key)
         if plan is None:
+            height, width, widest = parent.shape[2], parent.shape[3], 0
+            for block in self.blocks:
+                widest = max(widest, block.widest_map(height, width))
+                height, width = strided_size(height, width, block.stride)  # the next block's input
+            budget = min(CHUNK_BYTES, images * CHUNK_BYTES_PER_IMAGE)
+            most = max(1, budget // (images * widest * parent.element_size()))
             plan = [(g, min(g + most, stop), p) for start, stop, p in self._siblings for g in range(start, stop, most)]
-            self._chunk_plans[most] = plan
+            self._chunk_plans[key] = plan
         return plan
 
     def _logits(self, pooled: torch.Tensor) -> torch.Tensor | None:

@@ -7,6 +7,7 @@ class with ``default_hidden`` and a ``@register_block("name")`` line; configs na
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -57,9 +58,9 @@ def make_block(kind: str, **kwargs: Any) -> Block:
     return block_class(kind)(**kwargs)
 
 
-def output_size(height: int, width: int, stride: int) -> int:
-    """Pixels of a ``height x width`` map after a convolution of this stride ("same" padding)."""
-    return -(-height // stride) * -(-width // stride)
+def strided_size(height: int, width: int, stride: int) -> tuple[int, int]:
+    """The ``(height, width)`` of a ``height x width`` map after a convolution of this stride ("same" padding)."""
+    return -(-height // stride), -(-width // stride)
 
 
 class Block(Grouped):
@@ -88,7 +89,8 @@ class Block(Grouped):
         """Elements (per image and group) of the largest map this block makes from a ``height x width`` input: its
         hidden map at the input's resolution (the stride is in its middle layer), or its output."""
         kw = self._kwargs
-        return max(kw["hidden"] * height * width, kw["out_channels"] * output_size(height, width, self.stride))
+        output = math.prod(strided_size(height, width, self.stride))
+        return max(kw["hidden"] * height * width, kw["out_channels"] * output)
 
     def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
                 part: Part | None = None, prepared: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,7 +177,7 @@ class ConvNeXtBlock(Block):
     def widest_map(self, height: int, width: int) -> int:
         """The hidden map, at the output's resolution (the projection strides)."""
         kw = self._kwargs
-        return max(kw["hidden"], kw["out_channels"]) * output_size(height, width, self.stride)
+        return max(kw["hidden"], kw["out_channels"]) * math.prod(strided_size(height, width, self.stride))
 
     def prepare_shared(self, x: torch.Tensor) -> torch.Tensor | None:
         """A shared map's LayerNorm before the affine (see :meth:`_project_shared`): the same for every group, so a
