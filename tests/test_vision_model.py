@@ -76,6 +76,8 @@ def test_blocks_size_their_widest_map_where_it_is_made():
     assert bottleneck.widest_map(14, 14) == max(16 * 14 * 14, 32 * 7 * 7) == 3136
     assert convnext.widest_map(14, 14) == 128 * 7 * 7
     assert convnext.widest_map(7, 7) == 128 * 4 * 4  # "same" padding rounds up
+    head = make_block("convhead", groups=2, in_channels=64, hidden=512, out_channels=32)
+    assert head.widest_map(5, 5) == 32 * 5 * 5  # one layer: its unused ``hidden`` makes no map
 
 
 @pytest.mark.parametrize("batch", [1, 2, 16])

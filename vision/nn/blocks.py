@@ -271,6 +271,10 @@ class ConvHeadBlock(Block):
         self.conv = GroupedConv2d(groups, in_channels, out_channels, 1, stride=stride)
         self.bn = GroupedBatchNorm2d(groups, out_channels, eps=1e-3)
 
+    def widest_map(self, height: int, width: int) -> int:
+        """Its one map, the output (``hidden`` is unused)."""
+        return self._kwargs["out_channels"] * math.prod(strided_size(height, width, self.stride))
+
     def forward(self, x: torch.Tensor, shared: bool = False, gain: torch.Tensor | None = None,
                 part: Part | None = None, prepared: torch.Tensor | None = None) -> torch.Tensor:
         return apply_gain(F.relu6(self.bn(self.conv(x, shared, part), part)), gain, self.part_groups(part))
